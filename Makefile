@@ -44,7 +44,7 @@ ui: install $(DAGSTER_HOME)/dagster.yaml
 
 ## bench: load throughput and memory on the default and a large trial
 bench: install
-	$(BIN)/python -m bench.run
+	$(BIN)/python tests/bench/run.py
 
 clean:
 	rm -rf $(DEMO_DIR) data .dagster_home

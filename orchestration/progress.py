@@ -29,7 +29,9 @@ class ProgressHandler(logging.Handler):
             elif kind == "STEP_SUCCESS":
                 print(f"  ok  {step}", flush=True)
             elif kind == "STEP_FAILURE":
-                print(f"  FAILED {step}: {event.step_failure_data.error.message.strip() if event.step_failure_data and event.step_failure_data.error else ''}", flush=True)
+                failure = event.step_failure_data
+                reason = failure.error.message.strip() if failure and failure.error else ""
+                print(f"  FAILED {step}: {reason}", flush=True)
             elif kind == "STEP_SKIPPED":
                 print(f"  skip {step} (upstream failed or blocked)", flush=True)
         elif record.levelno >= logging.WARNING:

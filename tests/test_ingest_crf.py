@@ -145,7 +145,9 @@ def test_load_keeps_lineage(landing: Path, tmp_path: Path) -> None:
         "select SUBJID, _source_file, _row_number, _load_id, length(_file_sha256) from raw.crf_rand order by SUBJID"
     ).fetchall()
     assert rows == [("001", "crf/rand.csv", 2, "L1", 64), ("002", "crf/rand.csv", 3, "L1", 64)]
-    manifest = con.execute("select path, status, n_rows, size_bytes > 0 from raw.load_manifest order by path").fetchall()
+    manifest = con.execute(
+        "select path, status, n_rows, size_bytes > 0 from raw.load_manifest order by path"
+    ).fetchall()
     assert manifest == [("crf/dm.csv.gz", "loaded", 1, True), ("crf/rand.csv", "loaded", 2, True)]
 
 
@@ -156,7 +158,9 @@ def test_reload_of_unchanged_files_changes_no_data(landing: Path, tmp_path: Path
     report = load_family(con, landing, "crf", load_id="L2")
     assert {o.status for o in report.outcomes} == {"unchanged"}
     assert (snapshot(con, "crf_rand"), snapshot(con, "crf_dm")) == before
-    assert con.execute("select count(*) from raw.load_manifest where load_id='L2' and status='unchanged'").fetchone() == (2,)
+    assert con.execute(
+        "select count(*) from raw.load_manifest where load_id='L2' and status='unchanged'"
+    ).fetchone() == (2,)
 
 
 def test_changed_file_is_a_new_version_and_old_rows_stay(landing: Path, tmp_path: Path) -> None:
@@ -179,7 +183,9 @@ def test_rejected_file_does_not_stop_the_others_or_replace_the_good_version(land
     load_family(con, landing, "crf", load_id="L1")
     good = snapshot(con, "crf_rand")
     write(landing / "crf" / "rand.csv", "STUDYID;SITEID;SUBJID\n")  # broken re-delivery
-    write(landing / "crf" / "ds.csv", "STUDYID,SITEID,SUBJID,DSCAT,DSDECOD,DSSTDTC\nHCC,01,001,DEATH,DEATH,2024-09-01\n")
+    write(
+        landing / "crf" / "ds.csv", "STUDYID,SITEID,SUBJID,DSCAT,DSDECOD,DSSTDTC\nHCC,01,001,DEATH,DEATH,2024-09-01\n"
+    )
     write(landing / "crf" / "notes.txt", "not a form")
     report = load_family(con, landing, "crf", load_id="L2")
     status = {o.path: o.status for o in report.outcomes}
@@ -199,7 +205,9 @@ def test_failure_mid_load_rolls_back_everything(landing: Path, tmp_path: Path, m
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     load_family(con, landing, "crf", load_id="L1")
     before = con.execute("select count(*) from raw.load_manifest").fetchone()
-    write(landing / "crf" / "ds.csv", "STUDYID,SITEID,SUBJID,DSCAT,DSDECOD,DSSTDTC\nHCC,01,001,DEATH,DEATH,2024-09-01\n")
+    write(
+        landing / "crf" / "ds.csv", "STUDYID,SITEID,SUBJID,DSCAT,DSDECOD,DSSTDTC\nHCC,01,001,DEATH,DEATH,2024-09-01\n"
+    )
     write(landing / "crf" / "rand.csv", f"{RAND_HEADER}\nHCC,01,009,R009,2024-04-01\n")
     from analysis.ingest import loader
 

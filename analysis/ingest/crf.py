@@ -44,7 +44,9 @@ def read_bytes(path: Path, display_name: str, limit: int = MAX_CRF_BYTES) -> byt
             with open(path, "rb") as handle:
                 data = handle.read(limit + 1)
     except (OSError, EOFError, zlib.error) as exc:
-        raise ContractViolation(display_name, f"cannot read the file: {exc}", "a readable (optionally gzipped) file") from exc
+        raise ContractViolation(
+            display_name, f"cannot read the file: {exc}", "a readable (optionally gzipped) file"
+        ) from exc
     if len(data) > limit:
         raise ContractViolation(display_name, f"file is larger than {limit // (1024 * 1024)} MiB once decompressed")
     return data

@@ -348,10 +348,17 @@ def load_family(
                 )
                 _record(con, report, file, sha, size, loaded_at, outcome, None)
             elif _current_sha(con, file.relpath) == sha:
-                rows = con.execute(
-                    "select n_rows from raw.current_files where path = ?", [file.relpath]
-                ).fetchone()[0]
-                _record(con, report, file, sha, size, loaded_at, FileOutcome(file.relpath, file.kind, "unchanged", rows), None)
+                rows = con.execute("select n_rows from raw.current_files where path = ?", [file.relpath]).fetchone()[0]
+                _record(
+                    con,
+                    report,
+                    file,
+                    sha,
+                    size,
+                    loaded_at,
+                    FileOutcome(file.relpath, file.kind, "unchanged", rows),
+                    None,
+                )
             else:
                 try:
                     rows, fmt = loader(con, file, sha, report.load_id)

@@ -31,7 +31,12 @@ OMICS_TABLES: dict[str, dict[str, str]] = {
         "table_format": "VARCHAR",
         "label": "VARCHAR",
     },
-    "seq_features": {"batch_id": "VARCHAR", "feature_id": "VARCHAR", "taxonomy": "VARCHAR", "taxonomy_source": "VARCHAR"},
+    "seq_features": {
+        "batch_id": "VARCHAR",
+        "feature_id": "VARCHAR",
+        "taxonomy": "VARCHAR",
+        "taxonomy_source": "VARCHAR",
+    },
     "seq_manifest": {
         "batch_id": "VARCHAR",
         **{c: "VARCHAR" for c in contract.SEQ_MANIFEST_REQUIRED + contract.SEQ_MANIFEST_OPTIONAL},

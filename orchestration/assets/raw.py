@@ -6,7 +6,6 @@ recorded as rejected and reported by the family's ``files_accepted`` check, whil
 load.
 """
 
-
 import dagster as dg
 import pandas as pd
 
@@ -93,7 +92,7 @@ def _build_family_asset(family: str) -> dg.AssetsDefinition:
                 context.log.info(f"{outcome.status} {outcome.path} ({outcome.rows:,} rows)")
 
         with settings.connect() as con:
-            report = load_family(con, landing, family, load_id=context.run_id, on_file=log_outcome)
+            report = load_family(con, landing, family, load_id=context.run.run_id, on_file=log_outcome)
         summary = _outcome_table(report)
         for table in tables:
             yield dg.MaterializeResult(

@@ -1,0 +1,128 @@
+"""Benchmarks (`make bench`): load throughput and peak memory, default and large trials.
+
+Each stage runs in a fresh child process so its peak resident memory (``ru_maxrss``) is its own.
+Results are printed as a table and written to ``data/bench/<stage>.json`` for comparison across runs.
+Speed goals live here, never in timed unit tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "data" / "bench"
+
+
+def run_stage(name: str, code: str) -> dict:
+    """Run ``code`` in a child Python; it must print one JSON object on its last line."""
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    out = proc.stdout.read() if proc.stdout else ""
+    elapsed = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"stage {name} failed:\n{out}")
+    result = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+    result.update(stage=name, seconds=round(elapsed, 2), peak_rss_mib=round(usage.ru_maxrss / 1024, 1))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def generate(out: Path, patients: int, extra: str = "") -> dict:
+    code = (
+        "import json; from pathlib import Path; from analysis.simulation import generate_trial\n"
+        f"s = generate_trial(Path({str(out)!r}), n_patients={patients}{extra})\n"
+        "print(json.dumps({'summary': str(s)}))"
+    )
+    return run_stage(f"generate_{patients}", code)
+
+
+def load(landing: Path, warehouse: Path, label: str) -> dict:
+    code = (
+        "import json, duckdb; from pathlib import Path; from analysis.ingest import load_family\n"
+        f"con = duckdb.connect({str(warehouse)!r})\n"
+        "out = {}\n"
+        "import time\n"
+        "for family in ('crf', 'sequencing', 'metabolomics'):\n"
+        "    t = time.perf_counter()\n"
+        f"    r = load_family(con, Path({str(landing)!r}), family)\n"
+        "    out[family] = {'seconds': round(time.perf_counter() - t, 3), 'rows': r.current_rows,\n"
+        "                   'rejected': [o.reason for o in r.rejected]}\n"
+        "print(json.dumps(out))"
+    )
+    result = run_stage(f"load_{label}", code)
+    crf_rows = sum(v for k, v in result["crf"]["rows"].items())
+    counts = result["sequencing"]["rows"].get("seq_counts", 0)
+    intensities = result["metabolomics"]["rows"].get("mtb_intensities", 0)
+    result["crf_rows_per_s"] = round(crf_rows / max(result["crf"]["seconds"], 1e-9))
+    result["nonzero_counts_per_s"] = round(counts / max(result["sequencing"]["seconds"], 1e-9))
+    result["intensities_per_s"] = round(intensities / max(result["metabolomics"]["seconds"], 1e-9))
+    result["crf_rows"], result["nonzero_counts"], result["intensities"] = crf_rows, counts, intensities
+    return result
+
+
+def build(landing: Path, warehouse: Path, label: str) -> dict:
+    started = time.perf_counter()
+    subprocess.run(
+        [
+            str(Path(sys.executable).parent / "guttrial"),
+            "build",
+            "--landing",
+            str(landing),
+            "--warehouse",
+            str(warehouse),
+            "--quiet",
+        ],
+        cwd=ROOT,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return {"stage": f"build_{label}", "seconds": round(time.perf_counter() - started, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-large", action="store_true", help="only the default 120-patient trial")
+    parser.add_argument("--large-patients", type=int, default=2000)
+    parser.add_argument("--large-asvs", type=int, default=5000)
+    args = parser.parse_args()
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="guttrial-bench-") as tmp:
+        work = Path(tmp)
+        rows.append(generate(work / "default", 120))
+        rows.append(load(work / "default" / "landing", work / "default.duckdb", "default"))
+        rows.append(build(work / "default" / "landing", work / "default_build.duckdb", "default"))
+        if not args.skip_large:
+            rows.append(
+                generate(
+                    work / "large", args.large_patients, f", n_asvs={args.large_asvs}, faecal_samples_per_patient=10"
+                )
+            )
+            rows.append(load(work / "large" / "landing", work / "large.duckdb", "large"))
+            with duckdb.connect(str(work / "large.duckdb"), read_only=True) as con:
+                shape = con.execute(
+                    "select count(distinct sample_id), count(distinct feature_id) from raw.seq_counts"
+                ).fetchone()
+            rows[-1]["samples_x_features"] = f"{shape[0]} x {shape[1]}"
+    print(f"{'stage':<18}{'seconds':>9}{'peak MiB':>10}  details")
+    for row in rows:
+        details = {
+            k: v
+            for k, v in row.items()
+            if k not in {"stage", "seconds", "peak_rss_mib", "crf", "sequencing", "metabolomics"}
+        }
+        print(f"{row['stage']:<18}{row['seconds']:>9}{row.get('peak_rss_mib', ''):>10}  {json.dumps(details)[:300]}")
+
+
+if __name__ == "__main__":
+    main()
