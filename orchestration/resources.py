@@ -64,6 +64,11 @@ class TrialSettings(dg.ConfigurableResource):
         text = self._pick(self.randomisation_list, ENV_RANDOMISATION_LIST)
         return Path(text).expanduser().resolve() if text else None
 
+    @property
+    def quality_dir(self) -> Path:
+        """Great-expectations project (suites, results history, Data Docs) kept beside the warehouse file."""
+        return self.warehouse.parent / f"{self.warehouse.stem}_quality"
+
     def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
         """A connection to the warehouse file (created with its folder if absent, unless read-only)."""
         if not read_only:

@@ -1,0 +1,1 @@
+"""Asset checks: great-expectations suites run against the tables the assets wrote."""
