@@ -113,7 +113,7 @@ def _load_seq_table(con: duckdb.DuckDBPyConnection, file: LandingFile, sha: str,
         raise
     counts = table.counts.tocoo()
     n = counts.nnz
-    per_sample_rows = table.format == "shared"
+    per_sample_rows = table.rows_are == "samples"
     source_rows = np.asarray(table.source_rows)[counts.row if per_sample_rows else counts.col]
     batch = file.batch_id or ""
     long = pa.table(
@@ -195,7 +195,7 @@ def _load_table_csv(
         except ContractViolation as exc:
             exc.file = file.relpath
             raise
-        frame = frame.copy()
+        frame = frame.rename(columns={"source_row": "_row_number"})
         if "_row_number" not in frame.columns:
             frame["_row_number"] = np.arange(2, len(frame) + 2, dtype=np.int64)
         frame.insert(0, "batch_id", file.batch_id)
@@ -214,14 +214,14 @@ def _load_mtb_features(con: duckdb.DuckDBPyConnection, file: LandingFile, sha: s
     except ContractViolation as exc:
         exc.file = file.relpath
         raise
-    annotation = table.annotation.copy()
+    annotation = table.annotations.drop(columns=["source_row"], errors="ignore")
     annotation["_row_number"] = np.asarray(table.source_rows, dtype=np.int64)
     annotation.insert(0, "batch_id", file.batch_id)
     annotation = annotation.astype({c: "object" for c in annotation.columns if c != "_row_number"})
     _insert_frame(con, "mtb_features", _lineage(annotation, file, sha, load_id))
-    # Long table of the observed (non-missing) intensities only.
-    values = np.asarray(table.intensities, dtype=np.float64)  # features x injections
-    feature_idx, injection_idx = np.nonzero(~np.isnan(values))
+    # Long table of the observed (non-missing) intensities only; the reader gives injections x features.
+    values = np.asarray(table.intensities, dtype=np.float64)
+    injection_idx, feature_idx = np.nonzero(~np.isnan(values))
     n = feature_idx.size
     feature_ids = annotation["feature_id"].astype(str).tolist()
     ion_modes = annotation["ion_mode"].astype(str).str.strip().str.upper().tolist()
@@ -231,7 +231,7 @@ def _load_mtb_features(con: duckdb.DuckDBPyConnection, file: LandingFile, sha: s
             "feature_id": _dictionary(feature_idx, feature_ids),
             "ion_mode": _dictionary(feature_idx, ion_modes),
             "injection_id": _dictionary(injection_idx, list(table.injection_ids)),
-            "intensity": pa.array(values[feature_idx, injection_idx]),
+            "intensity": pa.array(values[injection_idx, feature_idx]),
             "_source_file": _constant(file.relpath, n),
             "_row_number": pa.array(np.asarray(table.source_rows, dtype=np.int64)[feature_idx]),
             "_file_sha256": _constant(sha, n),
