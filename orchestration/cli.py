@@ -34,6 +34,66 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="print only the summary")
 
 
+def _add_alpha(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "alpha",
+        help="alpha diversity of any provider's feature table, in mothur's summary.single layout",
+        description="Alpha diversity (mothur summary.single calculators) of a BIOM JSON/HDF5, .qza, mothur "
+        ".shared or classic TSV feature table. Prints mothur's .groups.summary layout (or the .groups.ave-std"
+        ".summary layout with --subsample).",
+    )
+    p.add_argument("file", type=Path)
+    p.add_argument("--format", default="auto", choices=["auto", "biom", "qza", "shared", "tsv"])
+    p.add_argument("--label", help="mothur label to use from a multi-label .shared (default 0.03 or the first)")
+    p.add_argument("--calc", help="calculators joined by '-', as mothur's calc= (default: the protocol set)")
+    p.add_argument(
+        "--subsample",
+        nargs="?",
+        const="smallest",
+        help="rarefy: a depth N, or no value for the smallest sample (mothur subsample=T)",
+    )
+    p.add_argument("--iters", type=int, default=1000, help="subsampling iterations (default 1000)")
+    p.add_argument("--seed", type=int, default=19760620, help="random seed (default mothur's 19760620)")
+    p.add_argument("--csv", action="store_true", help="CSV instead of mothur's tab-separated layout")
+
+
+def cmd_alpha(args: argparse.Namespace) -> int:
+    from analysis.errors import ContractViolation
+    from analysis.microbiome import alpha
+    from analysis.readers import read_feature_table
+
+    try:
+        table = read_feature_table(args.file, format=args.format, label=args.label)
+    except ContractViolation as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    calcs = tuple(args.calc.split("-")) if args.calc else alpha.DEFAULT_CALCS
+    label = table.label or "0.03"
+    try:
+        if args.subsample is None:
+            frame = alpha.alpha_diversity(table.counts, table.sample_ids, calcs=calcs)
+            text = frame.to_csv() if args.csv else alpha.format_mothur_summary(frame, label=label)
+        else:
+            size = None if args.subsample == "smallest" else int(args.subsample)
+            ave, std = alpha.subsampled_alpha(
+                table.counts, table.sample_ids, size=size, iters=args.iters, seed=args.seed, calcs=calcs
+            )
+            dropped = ave.attrs.get("dropped_samples") or []
+            if dropped:
+                print(
+                    f"note: {len(dropped)} samples below the depth were left out: {', '.join(dropped)}", file=sys.stderr
+                )
+            if args.csv:
+                text = ave.assign(method="ave").to_csv() + std.assign(method="std").to_csv(header=False)
+            else:
+                text = alpha.format_mothur_ave_std(ave, std, label=label)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(text)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from analysis.simulation import generate_trial
 
@@ -140,8 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_demo(sub)
     _add_build(sub)
+    _add_alpha(sub)
     args = parser.parse_args(argv)
-    handlers = {"demo": cmd_demo, "build": cmd_build}
+    handlers = {"demo": cmd_demo, "build": cmd_build, "alpha": cmd_alpha}
     return handlers[args.command](args)
 
 
