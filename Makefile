@@ -26,7 +26,7 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 
 ## demo: generate the demo trial and build the whole warehouse from it
 demo: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/guttrial demo --out $(DEMO_DIR) --patients $(DEMO_PATIENTS)
+	$(BIN)/guttrial demo --out $(DEMO_DIR) --patients $(DEMO_PATIENTS) --overwrite
 	$(BIN)/guttrial build --landing $(DEMO_DIR)/landing --warehouse $(WAREHOUSE)
 
 ## test: the whole test suite

@@ -22,6 +22,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("demo"), help="output folder (default: demo)")
     p.add_argument("--patients", type=int, default=120, help="number of randomised patients (default 120)")
     p.add_argument("--seed", type=int, default=20240501, help="random seed (default 20240501)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier demo in the same folder")
 
 
 def _add_build(sub: argparse._SubParsersAction) -> None:
@@ -98,7 +99,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from analysis.simulation import generate_trial
 
     started = time.perf_counter()
-    summary = generate_trial(args.out, n_patients=args.patients, seed=args.seed)
+    summary = generate_trial(args.out, n_patients=args.patients, seed=args.seed, overwrite=args.overwrite)
     print(f"demo trial written to {args.out.resolve()} in {time.perf_counter() - started:.1f} s")
     print(f"  landing folder:      {(args.out / 'landing').resolve()}")
     print(f"  randomisation list:  {(args.out / 'unblinding' / 'randomisation_list.csv').resolve()} (restricted)")
