@@ -111,7 +111,7 @@ def main() -> None:
             rows.append(load(work / "large" / "landing", work / "large.duckdb", "large"))
             with duckdb.connect(str(work / "large.duckdb"), read_only=True) as con:
                 shape = con.execute(
-                    "select count(distinct sample_id), count(distinct feature_id) from raw.seq_counts"
+                    "select count(distinct (batch_id, sample_id)), count(distinct feature_id) from raw.seq_counts"
                 ).fetchone()
             rows[-1]["samples_x_features"] = f"{shape[0]} x {shape[1]}"
     print(f"{'stage':<18}{'seconds':>9}{'peak MiB':>10}  details")
