@@ -168,6 +168,30 @@ def test_kruskal_stress_zero_for_monotone_configuration_and_deterministic_nmds()
     np.testing.assert_allclose(a.coordinates.mean(axis=0), 0.0, atol=1e-12)
 
 
+def test_smacof_engine_matches_sklearn_engine() -> None:
+    dist = bray_curtis(gradient_counts(n=40, m=60, seed=9))
+    fast = nmds(dist, n_starts=3, seed=2)
+    ref = nmds(dist, n_starts=3, seed=2, engine="sklearn")
+    assert fast.details["engine"] == "smacof" and ref.details["engine"] == "sklearn"
+    _, correlation = procrustes(ref.coordinates, fast.coordinates)
+    assert correlation > 0.99
+    assert fast.stress <= ref.stress + 1e-3  # SMACOF converges at least as far as sklearn
+    assert abs(fast.stress - ref.stress) < 5e-3
+    with pytest.raises(ValueError, match="engine"):
+        nmds(dist, engine="nope")  # type: ignore[arg-type]
+
+
+def test_smacof_with_many_ties_and_random_starts_converge_to_one_solution() -> None:
+    # small Poisson counts: ~75% of the Bray-Curtis values are tied (primary ties exercised on every iteration)
+    dist = bray_curtis(gradient_counts(n=150, m=200, seed=3))
+    res = nmds(dist, n_starts=4, seed=0)
+    stresses = np.array(res.details["stresses"])
+    assert np.ptp(stresses) < 1e-4, stresses  # the metric warm-up keeps random starts out of degenerate plateaus
+    assert res.stress == pytest.approx(kruskal_stress(dist.condensed, res.coordinates), abs=1e-12)
+    again = nmds(dist, n_starts=4, seed=0)
+    np.testing.assert_array_equal(res.coordinates, again.coordinates)
+
+
 def test_pca_clr_is_prcomp_and_pcoa_on_aitchison() -> None:
     x = clustered_counts(seed=7)
     res = pca_clr(x, feature_ids=[f"f{j}" for j in range(x.shape[1])])
@@ -196,11 +220,16 @@ def vegan_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]
     work = tmp_path_factory.mktemp("vegan_ord")
     x = gradient_counts(seed=8)
     bc = bray_curtis(x)
+    bc2 = bray_curtis(gradient_counts(n=60, m=80, seed=2))
     code = """
 d <- as.dist(as.matrix(read.csv("d.csv", row.names = 1)))
 m <- metaMDS(d, k = 2, trymax = 20, trace = 0)
 write.csv(scores(m, display = "sites"), "nmds.csv")
 writeLines(format(m$stress, digits = 17), "stress.txt")
+d2 <- as.dist(as.matrix(read.csv("d2.csv", row.names = 1)))
+m2 <- metaMDS(d2, k = 2, trymax = 50, trace = 0)
+write.csv(scores(m2, display = "sites"), "nmds2.csv")
+writeLines(format(m2$stress, digits = 17), "stress2.txt")
 w <- wcmdscale(d, eig = TRUE, add = "lingoes")
 writeLines(format(c(w$ac, w$eig), digits = 17), "lingoes.txt")
 c0 <- cmdscale(d, k = 2, eig = TRUE)
@@ -211,12 +240,15 @@ writeLines(format(prcomp(z)$sdev, digits = 17), "sdev.txt")
     from skbio.stats.composition import clr as skbio_clr
 
     clr_frame = pd.DataFrame(skbio_clr(x.to_numpy() + 1.0), index=x.index)
-    _oracles.run_r(code, work, {"d": bc.to_frame(), "clr": clr_frame})
+    _oracles.run_r(code, work, {"d": bc.to_frame(), "d2": bc2.to_frame(), "clr": clr_frame})
     return {
         "x": x,
         "bc": bc,
+        "bc2": bc2,
         "nmds": pd.read_csv(work / "nmds.csv", index_col=0),
         "stress": float((work / "stress.txt").read_text()),
+        "nmds2": pd.read_csv(work / "nmds2.csv", index_col=0),
+        "stress2": float((work / "stress2.txt").read_text()),
         "lingoes": np.array((work / "lingoes.txt").read_text().split(), dtype=float),
         "cmdscale": np.array((work / "cmdscale.txt").read_text().split(), dtype=float),
         "sdev": np.array((work / "sdev.txt").read_text().split(), dtype=float),
@@ -224,15 +256,19 @@ writeLines(format(prcomp(z)$sdev, digits = 17), "sdev.txt")
 
 
 @pytest.mark.oracle
-def test_nmds_matches_vegan_metamds(vegan_results: dict) -> None:
-    bc = vegan_results["bc"]
-    theirs = vegan_results["nmds"].loc[list(bc.ids)].to_numpy()
+@pytest.mark.parametrize("case", ["", "2"])
+def test_nmds_matches_vegan_metamds(vegan_results: dict, case: str) -> None:
+    bc = vegan_results[f"bc{case}"]
+    theirs = vegan_results[f"nmds{case}"].loc[list(bc.ids)].to_numpy()
+    vegan_stress = vegan_results[f"stress{case}"]
     # our stress formula on vegan's own configuration gives vegan's stress
-    assert kruskal_stress(bc.condensed, theirs) == pytest.approx(vegan_results["stress"], abs=1e-4)
-    ours = nmds(bc, n_starts=6, seed=1)
+    assert kruskal_stress(bc.condensed, theirs) == pytest.approx(vegan_stress, abs=1e-4)
+    ours = nmds(bc, n_starts=4, seed=1)  # default engine: numpy SMACOF
+    assert ours.details["engine"] == "smacof" and ours.details["converged"][ours.details["best_start"]]
     disparity, correlation = procrustes(theirs, ours.coordinates)
-    assert correlation > 0.95 and disparity < 0.05, (correlation, disparity)
-    assert abs(ours.stress - vegan_results["stress"]) < 0.02, (ours.stress, vegan_results["stress"])
+    assert correlation > 0.99 and disparity < 0.02, (correlation, disparity)
+    assert abs(ours.stress - vegan_stress) < 2e-3, (ours.stress, vegan_stress)
+    assert ours.stress == pytest.approx(kruskal_stress(bc.condensed, ours.coordinates), abs=1e-12)
 
 
 @pytest.mark.oracle

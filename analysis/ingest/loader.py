@@ -207,8 +207,14 @@ def _load_table_csv(
 
 
 def _load_mtb_features(con: duckdb.DuckDBPyConnection, file: LandingFile, sha: str, load_id: str) -> tuple[int, str]:
+    from analysis.ingest.mtb_vendors import detect_export, load_vendor_export
     from analysis.readers import read_metabolomics_table
 
+    # MS-DIAL / Progenesis QI / XCMS / mwTab exports go through their vendor reader (analysis.ingest.mtb_vendors);
+    # anything else is the contract's generic wide table, read below.
+    vendor = detect_export(file.path)
+    if vendor is not None:
+        return load_vendor_export(con, file, sha, load_id, vendor)
     try:
         table = read_metabolomics_table(file.path)
     except ContractViolation as exc:

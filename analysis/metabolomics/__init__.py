@@ -14,6 +14,10 @@ One module per concept (each docstring gives the formulas and their sources; ``o
 * :mod:`~analysis.metabolomics.annotation` — KEGG/HMDB identifier validation and normalisation.
 * :mod:`~analysis.metabolomics.differential` — fold change, Welch, Wilcoxon, BH, mixed models.
 * :mod:`~analysis.metabolomics.steps` — :func:`prepare`, the whole recipe with its step log.
+* :mod:`~analysis.metabolomics.integration` — Spearman correlations between two feature tables matched by
+  patient and visit (e.g. genera × metabolites), vectorised, BH-corrected.
+* :mod:`~analysis.metabolomics.study` — the trial's analysis per matrix (marts → prepared matrix, PCA per matrix
+  and visit, QC RSD, annotation, differential metabolites, genus integration) as tidy frames.
 * :mod:`~analysis.metabolomics.bench` — ``python -m analysis.metabolomics.bench``.
 """
 
@@ -26,6 +30,7 @@ from analysis.metabolomics.differential import (
     fold_change,
     mixed_model,
 )
+from analysis.metabolomics.integration import spearman_pairs
 from analysis.metabolomics.pca import PCAResult, format_importance, prcomp
 from analysis.metabolomics.steps import PrepareConfig, PreparedMatrix, prepare
 from analysis.metabolomics.table import MetaboliteTable, attach_injections, stack_ion_modes
@@ -61,5 +66,6 @@ __all__ = [
     "read_progenesis",
     "read_vendor_export",
     "read_xcms",
+    "spearman_pairs",
     "stack_ion_modes",
 ]

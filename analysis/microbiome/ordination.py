@@ -19,11 +19,22 @@ the Lingoes loadings stay exact (their denominator is a trace), while the uncorr
 trace of G (positive minus negative eigenvalues) as denominator unless ``exact_proportions=True`` (skbio does
 the same when ``dimensions`` is given). ``details["proportion_basis"]`` records which.
 
-**NMDS.** ``sklearn.manifold.MDS(metric_mds=False, metric="precomputed")`` (SMACOF + isotonic regression) from
-several seeded starts (the first from classical scaling); the start with the lowest *Kruskal stress-1* wins.
-Stress is recomputed the way vegan ``monoMDS`` reports it (all pairs, weak/primary ties), so it can be compared
-with ``metaMDS``'s ``stress``. The best configuration is centred and rotated to principal axes (vegan
-``postMDS`` without its half-change scaling); compare configurations only up to a Procrustes rotation.
+**NMDS** (Kruskal 1964; de Leeuw & Mair 2009, R ``smacof``; vegan ``monoMDS`` conventions). The default engine
+is a numpy non-metric SMACOF: the dissimilarities are argsorted once; every iteration computes the configuration
+distances ``d``, re-sorts the pairs inside each block of tied dissimilarities by ``d`` (vegan's default
+``weakties=TRUE``, the primary approach; one stable argsort that starts from the previous, nearly sorted,
+order), fits the disparities ``d̂`` by monotone regression (pool-adjacent-violators, ``sklearn.isotonic.
+isotonic_regression`` on the pre-sorted vector), rescales them to ``Σ d̂² = n(n-1)/2`` and applies the Guttman
+transform ``X ← B(X) X / n`` with ``b_ij = -d̂_ij / d_ij``, ``b_ii = Σ_{j≠i} d̂_ij / d_ij``. It stops when
+*Kruskal stress-1* ``sqrt(Σ (d - d̂)² / Σ d²)`` falls by less than ``eps`` (relative) in one iteration. Start 0
+is the classical-scaling (PCoA) configuration; the others are seeded random normal configurations, first
+brought out of the degenerate equal-distance region by up to :data:`METRIC_WARMUP` relaxed metric SMACOF
+iterations; a start still 5 % above the best stress so far after 40 iterations is abandoned. The start with
+the lowest stress wins; its configuration is centred and rotated to principal axes
+(vegan ``postMDS`` without its half-change scaling); compare configurations only up to a Procrustes rotation.
+Stress is recomputed the way vegan ``monoMDS`` reports it (all pairs, primary ties), so it compares with
+``metaMDS``'s ``stress``. 800 samples x 4 starts take ~3 s of CPU; ``engine="sklearn"`` keeps
+``sklearn.manifold.MDS(metric_mds=False)`` as the reference implementation (97 s for 600 samples x 2 starts).
 
 **PCA** on ``clr(counts + pseudocount)`` (CLR of relative abundances: closure does not change CLR), centred
 only, via SVD like R ``prcomp(scale.=FALSE)``: ``sdev = d / sqrt(n-1)``. Signs follow sklearn ``svd_flip``
@@ -41,11 +52,12 @@ import numpy as np
 import pandas as pd
 import scipy.linalg
 from scipy.sparse.linalg import eigsh
-from scipy.spatial.distance import squareform
+from scipy.spatial.distance import pdist, squareform
 
 from analysis.microbiome.beta import DEFAULT_AITCHISON_PSEUDOCOUNT, BetaDistances, as_count_matrix, clr
 
 __all__ = [
+    "METRIC_WARMUP",
     "Ordination",
     "distance_input",
     "kruskal_stress",
@@ -306,8 +318,6 @@ def kruskal_stress(dissimilarities: np.ndarray, coordinates: np.ndarray) -> floa
 
 
 def _pdist_euclidean(points: np.ndarray) -> np.ndarray:
-    from scipy.spatial.distance import pdist
-
     return pdist(points, "euclidean")
 
 
@@ -317,6 +327,14 @@ def _principal_axes(coords: np.ndarray) -> np.ndarray:
     return _fix_signs(centred @ vt.T)
 
 
+#: Metric SMACOF iterations (at most) run on a random start before the non-metric iterations.
+METRIC_WARMUP = 100
+#: A start still above ``ABANDON_RATIO`` x the best stress found so far after ``ABANDON_AFTER`` non-metric
+#: iterations is abandoned (its stress at that point is reported; it is bound for a worse local minimum).
+ABANDON_RATIO = 1.05
+ABANDON_AFTER = 40
+
+
 def nmds(
     dist: Any,
     ids: Sequence[str] | None = None,
@@ -324,31 +342,96 @@ def nmds(
     n_components: int = 2,
     n_starts: int = 4,
     seed: int = 0,
-    max_iter: int = 300,
-    eps: float = 1e-6,
+    max_iter: int | None = None,
+    eps: float | None = None,
+    engine: Literal["smacof", "sklearn"] = "smacof",
 ) -> Ordination:
-    """Non-metric MDS: sklearn SMACOF from ``n_starts`` seeded starts, best Kruskal stress-1 kept.
+    """Non-metric MDS (Kruskal stress-1) from ``n_starts`` seeded starts; the start with the lowest stress wins.
 
-    Start 0 is the classical-scaling (PCoA) configuration, the others are sklearn's uniform random starts
-    seeded with ``seed + k``. ``details["stresses"]`` lists every start's stress. Deterministic for a seed.
-    sklearn treats zero dissimilarities (identical samples) as missing while fitting.
+    Start 0 is the classical-scaling (PCoA) configuration, start ``k > 0`` a random configuration seeded with
+    ``seed + k``. Deterministic for a seed. The best configuration is centred and rotated to principal axes.
+    ``details``: ``engine``, ``stresses`` (every start), ``best_start``, ``iterations``, ``converged``.
 
-    Cost: sklearn refits an ``IsotonicRegression`` on all n(n-1)/2 pairs every iteration, about 0.15 s per
-    iteration at n = 600 on a 2-core box, so up to ``max_iter`` x that per start; keep ``n_starts`` small
-    for hundreds of samples.
+    ``engine="smacof"`` (default): :func:`nonmetric_smacof`, the numpy implementation below (defaults
+    ``max_iter=300``, ``eps=1e-6``); a few seconds for 800 samples. ``engine="sklearn"``: scikit-learn's
+    ``MDS(metric_mds=False)``, kept as the reference (defaults ``max_iter=300``, ``eps=1e-6``). sklearn refits
+    an ``IsotonicRegression`` estimator on all pairs every iteration (~0.15 s per iteration at n = 600 on a
+    2-core box) and treats zero dissimilarities as missing; keep ``n_starts`` small there.
     """
-    from sklearn.manifold import MDS
-
     square, ids = distance_input(dist, ids)
     n = square.shape[0]
     if n <= n_components + 1:
         raise ValueError(f"NMDS in {n_components} dimensions needs more than {n_components + 1} samples")
     condensed = squareform(square, checks=False)
-    classical = pcoa(square, dimensions=None).coordinates
+    init0 = _classical_start(square, n_components)
+    if engine == "smacof":
+        problem = _NonmetricProblem.from_condensed(condensed, n)
+        runs: list[tuple[np.ndarray, float, int, bool]] = []
+        for k in range(max(1, n_starts)):
+            best_so_far = min((r[1] for r in runs), default=np.inf)
+            init = init0 if k == 0 else np.random.default_rng(seed + k).standard_normal((n, n_components))
+            runs.append(
+                _smacof_run(
+                    problem,
+                    init,
+                    max_iter=max_iter or 300,
+                    eps=1e-6 if eps is None else eps,
+                    warmup=0 if k == 0 else METRIC_WARMUP,
+                    abandon_above=ABANDON_RATIO * best_so_far,
+                )
+            )
+        stresses = [r[1] for r in runs]
+        best_k = int(np.argmin(stresses))
+        best = runs[best_k]
+        iterations = [r[2] for r in runs]
+        converged = [r[3] for r in runs]
+    elif engine == "sklearn":
+        stresses, coords_list = _nmds_sklearn(square, condensed, init0, n_starts, seed, max_iter or 300, eps or 1e-6)
+        best_k = int(np.argmin(stresses))
+        best = (coords_list[best_k], stresses[best_k], None, None)
+        iterations, converged = [None] * len(stresses), [None] * len(stresses)
+    else:
+        raise ValueError(f"unknown NMDS engine {engine!r}; expected 'smacof' or 'sklearn'")
+    coords = _principal_axes(best[0])
+    details = {
+        "engine": engine,
+        "stresses": stresses,
+        "best_start": best_k,
+        "iterations": iterations,
+        "converged": converged,
+        "n_starts": n_starts,
+        "seed": seed,
+    }
+    return Ordination("nmds", ids, coords, None, None, float(stresses[best_k]), details)
+
+
+def _classical_start(square: np.ndarray, n_components: int) -> np.ndarray:
+    """The first ``n_components`` PCoA axes (ARPACK above 300 samples), zero-padded when fewer are positive."""
+    n = square.shape[0]
+    classical = pcoa(square, dimensions=None if n <= 300 else n_components).coordinates
     init0 = np.zeros((n, n_components))
-    init0[:, : min(n_components, classical.shape[1])] = classical[:, :n_components]
-    best: tuple[float, np.ndarray] | None = None
+    k = min(n_components, classical.shape[1])
+    init0[:, :k] = classical[:, :k]
+    if k < n_components or not np.any(init0):  # degenerate (e.g. all distances equal): jitter reproducibly
+        init0 += 1e-3 * np.random.default_rng(0).standard_normal(init0.shape)
+    return init0
+
+
+def _nmds_sklearn(
+    square: np.ndarray,
+    condensed: np.ndarray,
+    init0: np.ndarray,
+    n_starts: int,
+    seed: int,
+    max_iter: int,
+    eps: float,
+) -> tuple[list[float], list[np.ndarray]]:
+    """Every start through ``sklearn.manifold.MDS(metric_mds=False, metric="precomputed")``."""
+    from sklearn.manifold import MDS
+
+    n, n_components = init0.shape
     stresses: list[float] = []
+    coords_list: list[np.ndarray] = []
     for k in range(max(1, n_starts)):
         rng = np.random.default_rng(seed + k)
         init = init0 if k == 0 else rng.uniform(size=(n, n_components))
@@ -364,14 +447,159 @@ def nmds(
             random_state=seed + k,
         )
         coords = model.fit_transform(square, init=init)
-        stress = kruskal_stress(condensed, coords)
-        stresses.append(stress)
-        if best is None or stress < best[0] - 1e-12:
-            best = (stress, coords)
-    assert best is not None
-    coords = _principal_axes(best[1])
-    details = {"stresses": stresses, "best_start": int(np.argmin(stresses)), "n_starts": n_starts, "seed": seed}
-    return Ordination("nmds", ids, coords, None, None, best[0], details)
+        stresses.append(kruskal_stress(condensed, coords))
+        coords_list.append(coords)
+    return stresses, coords_list
+
+
+@dataclass(frozen=True)
+class _NonmetricProblem:
+    """What every SMACOF iteration reuses: the dissimilarities' rank order and their tie blocks.
+
+    ``order`` sorts the condensed dissimilarities (stable). ``tie_pos`` are the positions (in sorted order) that
+    belong to a block of equal dissimilarities, ``tie_block`` the block number of each; with the primary
+    approach to ties, the configuration distances are sorted inside each block before the monotone regression.
+    """
+
+    n: int
+    order: np.ndarray
+    tie_pos: np.ndarray
+    tie_block: np.ndarray
+    scaled_dissimilarities: np.ndarray  # condensed, rescaled to sum of squares n(n-1)/2 (metric warm-up)
+
+    @classmethod
+    def from_condensed(cls, condensed: np.ndarray, n: int) -> _NonmetricProblem:
+        order = np.argsort(condensed, kind="stable")
+        sorted_diss = condensed[order]
+        same = sorted_diss[1:] == sorted_diss[:-1]
+        in_block = np.zeros(sorted_diss.size, dtype=bool)
+        in_block[1:] |= same
+        in_block[:-1] |= same
+        tie_pos = np.flatnonzero(in_block)
+        starts = np.ones(tie_pos.size, dtype=bool)
+        if tie_pos.size:
+            starts[1:] = ~same[tie_pos[1:] - 1]
+        ss = float(condensed @ condensed)
+        scaled = condensed * np.sqrt(condensed.size / ss) if ss > 0 else condensed.astype(np.float64)
+        return cls(n, order, tie_pos, np.cumsum(starts), scaled)
+
+
+def _guttman(x: np.ndarray, ratio: np.ndarray) -> np.ndarray:
+    """Guttman transform ``B(X) X / n`` with ``b_ij = -δ̂_ij / d_ij`` (i != j), ``b_ii = -Σ_j b_ij``; ``ratio``
+    holds ``δ̂ / d`` in condensed order."""
+    b = squareform(ratio, checks=False)
+    return (b.sum(axis=1)[:, None] * x - b @ x) / x.shape[0]
+
+
+def _metric_warmup(problem: _NonmetricProblem, x: np.ndarray, iterations: int, eps: float = 1e-4) -> np.ndarray:
+    """Metric (ratio) SMACOF on the dissimilarities themselves, with the relaxed update ``X + 1.9 (Γ(X) - X)``
+    (de Leeuw & Heiser 1980), to bring a random start out of the degenerate equal-distance region that
+    non-metric fitting of an unrelated configuration drifts into."""
+    diss = problem.scaled_dissimilarities
+    previous = np.inf
+    for _ in range(iterations):
+        d = pdist(x)
+        resid = d - diss
+        stress = float(resid @ resid)
+        if previous - stress < eps * previous:
+            break
+        previous = stress
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(d > 0, diss / d, 0.0)
+        x = x + 1.9 * (_guttman(x, ratio) - x)
+    return x
+
+
+def _smacof_run(
+    problem: _NonmetricProblem,
+    init: np.ndarray,
+    *,
+    max_iter: int,
+    eps: float,
+    warmup: int = 0,
+    abandon_above: float = np.inf,
+) -> tuple[np.ndarray, float, int, bool]:
+    """One start of non-metric SMACOF: ``(coordinates, stress-1, iterations, converged)``.
+
+    Each iteration: configuration distances ``d`` (``pdist``); the tied pairs re-sorted by ``d`` inside their
+    blocks (primary ties); ``d̂`` = monotone (isotonic, pool-adjacent-violators) regression of ``d`` in the rank
+    order of the dissimilarities; stress-1 ``sqrt(Σ(d - d̂)² / Σd²)``; stop when it falls by less than
+    ``eps`` (relative) or below 1e-10; ``d̂`` rescaled to ``Σd̂² = n(n-1)/2``; Guttman transform.
+    After :data:`ABANDON_AFTER` iterations a start whose stress is still above ``abandon_above`` is given up
+    (not converged): SMACOF decreases stress monotonically, and such a start is heading for a worse local minimum.
+    """
+    from sklearn.isotonic import isotonic_regression
+    from threadpoolctl import threadpool_limits
+
+    x = np.array(init, dtype=np.float64)
+    x -= x.mean(axis=0)
+    m = problem.order.size
+    ratio = np.empty(m)
+    previous = np.inf
+    converged = False
+    iteration = 0
+    order = problem.order.copy()
+    tied = order[problem.tie_pos]  # current within-block order of the tied pairs (kept between iterations)
+    block = problem.tie_block.astype(np.float64)
+    # n x n times n x k products are tiny; BLAS threads only add contention on a shared box.
+    with threadpool_limits(1, user_api="blas"):
+        if warmup:
+            x = _metric_warmup(problem, x, warmup)
+        while iteration < max_iter:
+            iteration += 1
+            d = pdist(x)
+            if tied.size:
+                tied = _sort_within_blocks(tied, block, d)
+                order[problem.tie_pos] = tied
+            d_sorted = d[order]
+            fitted = isotonic_regression(d_sorted, increasing=True)
+            ss_d = float(d_sorted @ d_sorted)
+            if ss_d == 0.0:
+                break
+            resid = d_sorted - fitted
+            stress = float(np.sqrt(resid @ resid / ss_d))
+            if stress < 1e-10 or previous - stress < eps * previous:
+                converged = True
+                break
+            if iteration >= ABANDON_AFTER and stress > abandon_above:
+                break
+            previous = stress
+            ss_fit = float(fitted @ fitted)
+            fitted *= np.sqrt(m / ss_fit) if ss_fit > 0 else 0.0
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio[order] = np.where(d_sorted > 0, fitted / d_sorted, 0.0)
+            x = _guttman(x, ratio)
+    return x, _stress_primary(problem, x), iteration, converged
+
+
+def _sort_within_blocks(tied: np.ndarray, block: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Reorder the tied pairs by configuration distance inside each block of equal dissimilarities.
+
+    One stable argsort of ``block + d / (1.000001 max d)`` (block numbers are integers, the fraction stays
+    below 1). ``tied`` is the previous iteration's order, nearly sorted already, which timsort exploits.
+    """
+    dt = d[tied]
+    top = float(dt.max()) if dt.size else 0.0
+    key = block + dt * (1.0 / (top * 1.000001)) if top > 0 else block
+    return tied[np.argsort(key, kind="stable")]
+
+
+def _stress_primary(problem: _NonmetricProblem, coordinates: np.ndarray) -> float:
+    """Kruskal stress-1 of ``coordinates`` (primary ties) using a precomputed :class:`_NonmetricProblem`."""
+    from sklearn.isotonic import isotonic_regression
+
+    d = pdist(np.asarray(coordinates, dtype=np.float64))
+    order = problem.order
+    if problem.tie_pos.size:
+        order = order.copy()
+        tied = order[problem.tie_pos]
+        order[problem.tie_pos] = tied[np.lexsort((d[tied], problem.tie_block))]
+    d_sorted = d[order]
+    denom = float(d_sorted @ d_sorted)
+    if denom == 0.0:
+        return 0.0
+    resid = d_sorted - isotonic_regression(d_sorted, increasing=True)
+    return float(np.sqrt(resid @ resid / denom))
 
 
 def procrustes(reference: np.ndarray, other: np.ndarray) -> tuple[float, float]:

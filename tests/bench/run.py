@@ -90,11 +90,52 @@ def build(landing: Path, warehouse: Path, label: str) -> dict:
     return {"stage": f"build_{label}", "seconds": round(time.perf_counter() - started, 2)}
 
 
+def metabolomics(injections: int, features: int) -> dict:
+    """``prepare`` (with QC drift correction) + prcomp-exact PCA on a simulated injections x features table."""
+    code = (
+        "import os; os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')\n"
+        "from analysis.metabolomics.bench import main\n"
+        f"main(['--injections', '{injections}', '--features', '{features}', '--drift'])"
+    )
+    return run_stage(f"metabolomics_{injections}x{features}", code)
+
+
+def microbiome(work: Path, beta_samples: tuple[int, ...] = (1000, 5000)) -> list[dict]:
+    """16S analyses: alpha with CIs vs mothur summary.single and scikit-bio (5,000 x 5,000 .shared, parsing
+    included; 20,000 x 5,000 BIOM with peak memory), Bray–Curtis + PCoA at 1,000 (with scikit-bio) and 5,000
+    samples, NMDS at 800 samples. See ``analysis.microbiome._bench``."""
+    rows = [
+        run_stage(
+            "microbiome_alpha",
+            "import json; from analysis.microbiome._bench import bench_alpha\n"
+            f"print(json.dumps(bench_alpha({str(work / 'alpha')!r})))",
+        )
+    ]
+    for n in beta_samples:
+        rows.append(
+            run_stage(
+                f"microbiome_beta_{n}",
+                "import json; from analysis.microbiome._bench import bench_size\n"
+                f"print(json.dumps(bench_size({n}, 5000, skbio_max=1000, full_max=2000)))",
+            )
+        )
+    rows.append(
+        run_stage(
+            "microbiome_nmds_800",
+            "import json; from analysis.microbiome._bench import bench_nmds\nprint(json.dumps(bench_nmds(800)))",
+        )
+    )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-large", action="store_true", help="only the default 120-patient trial")
     parser.add_argument("--large-patients", type=int, default=2000)
     parser.add_argument("--large-asvs", type=int, default=5000)
+    parser.add_argument("--mtb-injections", type=int, default=5000, help="metabolomics pipeline bench size")
+    parser.add_argument("--mtb-features", type=int, default=10000)
+    parser.add_argument("--skip-microbiome", action="store_true", help="skip the 16S alpha/beta/NMDS benchmarks")
     args = parser.parse_args()
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="guttrial-bench-") as tmp:
@@ -114,6 +155,9 @@ def main() -> None:
                     "select count(distinct (batch_id, sample_id)), count(distinct feature_id) from raw.seq_counts"
                 ).fetchone()
             rows[-1]["samples_x_features"] = f"{shape[0]} x {shape[1]}"
+        rows.append(metabolomics(args.mtb_injections, args.mtb_features))
+        if not args.skip_microbiome:
+            rows.extend(microbiome(work))
     print(f"{'stage':<18}{'seconds':>9}{'peak MiB':>10}  details")
     for row in rows:
         details = {

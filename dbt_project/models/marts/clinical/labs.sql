@@ -1,0 +1,27 @@
+-- Laboratory results: one row per patient per test per draw, standard units, reference range, baseline,
+-- change from baseline and CTCAE 5.0 grade.
+select
+    subject_id,
+    visit,
+    collection_date,
+    collection_date_flag,
+    cast(study_day as {{ dbt.type_int() }}) as study_day,
+    test_code,
+    test_name,
+    result_text,
+    result_comparator,
+    reported_value,
+    reported_unit,
+    conversion_factor,
+    standard_value,
+    standard_unit,
+    lower_limit,
+    upper_limit,
+    reference_range_source,
+    baseline_fl,
+    baseline_value,
+    change_from_baseline,
+    ctcae_grade,
+    _source_file as source_file,
+    cast(_row_number as {{ dbt.type_int() }}) as source_row
+from {{ ref('int_labs') }}

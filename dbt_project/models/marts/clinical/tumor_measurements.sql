@@ -1,0 +1,28 @@
+-- Tumour lesion measurements: one row per lesion per assessment.
+select
+    subject_id,
+    visit,
+    assessment_date,
+    assessment_date_flag,
+    cast(study_day as {{ dbt.type_int() }}) as study_day,
+    cast(nominal_day as {{ dbt.type_int() }}) as nominal_day,
+    cast(days_from_nominal as {{ dbt.type_int() }}) as days_from_nominal,
+    in_window_fl,
+    baseline_fl,
+    method,
+    lesion_id,
+    lesion_category,
+    location,
+    is_nodal,
+    axis,
+    diameter_mm,
+    viable_diameter_mm,
+    lesion_status,
+    baseline_diameter_mm,
+    sum_of_diameters_mm,
+    sum_of_viable_diameters_mm,
+    cast(target_lesions_recorded as {{ dbt.type_int() }}) as target_lesions_recorded,
+    cast(target_lesions_measured as {{ dbt.type_int() }}) as target_lesions_measured,
+    _source_file as source_file,
+    cast(_row_number as {{ dbt.type_int() }}) as source_row
+from {{ ref('int_tumor__measurements') }}
