@@ -516,14 +516,16 @@ def _summary(instance, run_id: str, settings: res.TrialSettings) -> tuple[list[s
                 for (reason,) in rejected:
                     lines.append(f"  rejected: {reason}")
             tables = con.execute(
-                "select schema_name, table_name from duckdb_tables() order by schema_name, table_name"
+                "select schema_name, table_name from duckdb_tables() "
+                "union all select schema_name, view_name from duckdb_views() where not internal "
+                "order by 1, 2"
             ).fetchall()
             per_layer: dict[str, list[int]] = {}
             for schema, table in tables:
                 n_rows = con.execute(f'select count(*) from "{schema}"."{table}"').fetchone()[0]
                 per_layer.setdefault(schema, []).append(n_rows)
             for schema, counts in per_layer.items():
-                lines.append(f"  {schema:<13} {len(counts):>3} tables {sum(counts):>12,} rows")
+                lines.append(f"  {schema:<13} {len(counts):>3} tables/views {sum(counts):>12,} rows")
     return lines, failed_checks
 
 

@@ -2,7 +2,7 @@
 -- linked to the biospecimen log by specimen barcode. link_status: LINKED (patient specimen found),
 -- CONTROL (negative control or mock community), ORPHAN_BARCODE (role SAMPLE, barcode in no biospecimen log
 -- row), NO_BARCODE (role SAMPLE without barcode), NOT_IN_MANIFEST (in a feature table only),
--- NOT_IN_TABLE (in a manifest only: no reads delivered).
+-- NOT_IN_TABLE (in a manifest only: no reads delivered), AFTER_CUTOFF (specimen collected after the data cut-off).
 with libraries as (
     select batch_id, sample_id, max(library_size) as library_size, max(n_features) as n_features,
         max(table_format) as table_format
@@ -23,6 +23,11 @@ specimens as (
         row_number() over (partition by specimen_barcode order by _source_file, _row_number) as record_rank
     from {{ ref('stg_crf__bs') }}
     where specimen_barcode is not null
+),
+
+-- specimens collected on or before the data cut-off (int_samples applies it)
+in_cutoff as (
+    select specimen_barcode from {{ ref('int_samples') }}
 ),
 
 joined as (
@@ -60,9 +65,12 @@ select
         when not j.in_feature_table then 'NOT_IN_TABLE'
         when j.specimen_barcode is null then 'NO_BARCODE'
         when s.specimen_barcode is null then 'ORPHAN_BARCODE'
+        when c.specimen_barcode is null then 'AFTER_CUTOFF'
         else 'LINKED'
     end as link_status
 from joined as j
 left join specimens as s
     on j.specimen_barcode = s.specimen_barcode
     and s.record_rank = 1
+left join in_cutoff as c
+    on s.specimen_barcode = c.specimen_barcode

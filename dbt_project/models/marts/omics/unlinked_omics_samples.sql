@@ -9,7 +9,7 @@ select
     link_status as issue,
     cast(library_size as {{ dbt.type_bigint() }}) as library_size
 from {{ ref('int_seq__libraries') }}
-where link_status not in ('LINKED', 'CONTROL')
+where link_status not in ('LINKED', 'CONTROL', 'AFTER_CUTOFF')
 union all
 select
     'METABOLOMICS' as platform,
@@ -19,4 +19,4 @@ select
     link_status as issue,
     cast(null as {{ dbt.type_bigint() }}) as library_size
 from {{ ref('int_mtb__injections') }}
-where link_status not in ('LINKED', 'QC')
+where link_status not in ('LINKED', 'QC', 'AFTER_CUTOFF')
