@@ -35,7 +35,9 @@ class ProgressHandler(logging.Handler):
             elif kind == "STEP_SKIPPED":
                 print(f"  skip {step} (upstream failed or blocked)", flush=True)
         elif record.levelno >= logging.WARNING:
-            print(f"      {message}", flush=True)
+            # Long listings (e.g. every sample below a rarefaction depth) stay in the Dagster event log.
+            text = message if len(message) <= 300 else message[:300] + " ... (full text in the run's event log)"
+            print(f"      {text}", flush=True)
 
 
 @dg.logger(
