@@ -56,8 +56,12 @@ def _environ(name: str, value: str) -> Iterator[None]:
 
 def dbt_executable() -> str:
     """The dbt of this virtual environment (never a ``dbtf``/Fusion binary that may be on PATH)."""
-    local = Path(sys.executable).with_name("dbt")
-    return str(local) if local.exists() else (shutil.which("dbt") or "dbt")
+    # `dagster dev` may start code servers through the interpreter's resolved path, outside the venv's bin/,
+    # so look beside the interpreter and in the active environment's prefix before PATH.
+    for local in (Path(sys.executable).with_name("dbt"), Path(sys.prefix) / "bin" / "dbt"):
+        if local.exists():
+            return str(local)
+    return shutil.which("dbt") or "dbt"
 
 
 def dbt_env(warehouse: Path | str | None = None) -> dict[str, str]:
@@ -127,10 +131,9 @@ def ensure_manifest(project_dir: Path = DBT_PROJECT_DIR) -> Path:
 @cache
 def dbt_project() -> DbtProject:
     project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
-    # `dagster dev` (or DAGSTER_DBT_PARSE_PROJECT_ON_LOAD=1) re-parses on load; profiles.yml needs a warehouse
-    # path to render even though parsing never opens it.
-    with _environ(ENV_WAREHOUSE, dbt_env()[ENV_WAREHOUSE]):
-        project.prepare_if_dev()
+    # Not `project.prepare_if_dev()`: under `dagster dev` it runs a `dbt` looked up on PATH, which is not the
+    # venv's when the venv is not activated. `ensure_manifest` re-parses with this venv's dbt whenever a model
+    # changed, which also gives `dagster dev` its reload-on-edit behaviour.
     ensure_manifest(DBT_PROJECT_DIR)
     return project
 
