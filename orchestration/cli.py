@@ -567,8 +567,22 @@ def cmd_build(args: argparse.Namespace) -> int:
     for line in lines:
         print(line)
     print(f"  failed checks: {failed_checks}")
-    print(f"warehouse: {settings.warehouse}")
+    for line in _output_paths(settings):
+        print(line)
     return 0 if result.success else 1
+
+
+def _output_paths(settings: res.TrialSettings) -> list[str]:
+    """Where the run's outputs are, for the last lines of the build summary (only those that exist)."""
+    lines = [f"warehouse: {settings.warehouse}"]
+    if settings.published_path.exists():
+        lines.append(f"published read-only copy (for analysts): {settings.published_path}")
+    if settings.data_docs_index.exists():
+        lines.append(f"data docs (quality reports): {settings.data_docs_index}")
+    reports = sorted(settings.reports_dir.glob("*/index.html")) if settings.reports_dir.is_dir() else []
+    if reports:
+        lines.append(f"trial report: {reports[-1]}")
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -69,6 +69,21 @@ class TrialSettings(dg.ConfigurableResource):
         """Great-expectations project (suites, results history, Data Docs) kept beside the warehouse file."""
         return self.warehouse.parent / f"{self.warehouse.stem}_quality"
 
+    @property
+    def data_docs_index(self) -> Path:
+        """The Data Docs site QA opens in a browser (one page per validation, with history)."""
+        return self.quality_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+
+    @property
+    def reports_dir(self) -> Path:
+        """Trial reports, one folder per run date (``<reports_dir>/<YYYY-MM-DD>/index.html``)."""
+        return self.warehouse.parent / f"{self.warehouse.stem}_reports"
+
+    @property
+    def published_path(self) -> Path:
+        """The read-only copy analysts query, replaced atomically after each successful run."""
+        return self.warehouse.parent / f"{self.warehouse.stem}_published.duckdb"
+
     def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
         """A connection to the warehouse file (created with its folder if absent, unless read-only)."""
         if not read_only:
