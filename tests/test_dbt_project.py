@@ -27,6 +27,7 @@ UNIT_TESTS = {
     "last_known_alive_respects_the_data_cutoff",
     "study_day_has_no_day_zero",
     "data_cutoff_drops_later_records_and_leaves_running_ones_ongoing",
+    "nact_counts_a_year_only_start_after_the_randomisation_year",
 }
 
 
@@ -134,3 +135,42 @@ def test_no_packages_and_no_identifier_in_compiled_staging() -> None:
         if "brthdtc" in text:
             assert path.name == "stg_crf__dm_birth_dates.sql"
             assert "materialized='ephemeral'" in text
+
+
+def test_mart_not_null_constraints_are_enforced_and_not_duplicated_by_tests(empty_build: tuple[Path, Path]) -> None:
+    """Marts check not-null through their contract (the column is NOT NULL in DuckDB: a NULL fails the model's
+    build), not through a separate data test per column; staging models are tables (read by many tests)."""
+    warehouse, target = empty_build
+    manifest = json.loads((target / "manifest.json").read_text())
+    nodes = manifest["nodes"].values()
+    marts = {n["name"]: n for n in nodes if n["resource_type"] == "model" and n["schema"] == "marts"}
+    declared = {
+        (name, column["name"])
+        for name, node in marts.items()
+        for column in node["columns"].values()
+        if any(c["type"] == "not_null" for c in column.get("constraints", []))
+    }
+    assert ("adsl", "subject_id") in declared and ("taxa_counts", "read_count") in declared
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        not_nullable = set(
+            con.execute(
+                "select table_name, column_name from duckdb_columns() where schema_name = 'marts' and not is_nullable"
+            ).fetchall()
+        )
+        staging = dict(
+            con.execute(
+                "select table_name, 'table' from duckdb_tables() where schema_name = 'staging' "
+                "union all select view_name, 'view' from duckdb_views() where schema_name = 'staging'"
+            ).fetchall()
+        )
+    assert declared <= not_nullable, declared - not_nullable
+    duplicated = [
+        (n["attached_node"], n["column_name"])
+        for n in nodes
+        if n["resource_type"] == "test"
+        and n.get("test_metadata", {}).get("name") == "not_null"
+        and not n["config"].get("where")
+        and (n["attached_node"].rsplit(".", 1)[-1], n["column_name"]) in declared
+    ]
+    assert duplicated == []
+    assert staging and set(staging.values()) == {"table"}, staging

@@ -8,9 +8,9 @@ disposition as (select * from {{ ref('int_subjects__disposition') }}),
 alive as (select * from {{ ref('int_subjects__last_alive') }}),
 measurable as (select * from {{ ref('int_subjects__measurable_disease') }}),
 nact as (
-    select subject_id, min(start_date) as nact_date
+    select subject_id, min(nact_start_date) as nact_date
     from {{ ref('int_subsequent_therapy') }}
-    where after_randomisation_fl = 'Y'
+    where after_randomisation_fl = 'Y' and {{ within_cutoff('nact_start_date') }}
     group by subject_id
 )
 
