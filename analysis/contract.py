@@ -31,6 +31,20 @@ CRF_KEY_COLUMNS: tuple[str, ...] = ("STUDYID", "SITEID", "SUBJID")
 #: Values that mean "missing" in CRF exports; staging maps them to NULL (raw keeps them as delivered).
 MISSING_MARKERS: tuple[str, ...] = ("", "ND", "NA", "N/A", "UNK", "NK", "NOT DONE")
 
+# ---------------------------------------------------------------------------------------------- hostile input
+
+#: Text encodings of every text export (CRF CSV, manifests, .shared, TSV, taxonomy, metabolomics tables):
+#: UTF-8 (a byte-order mark is tolerated) or UTF-16 *with* its byte-order mark. GBK/GB18030 (Chinese
+#: Windows exports) is never guessed from content, since such bytes also decode as Latin-1 or damaged UTF-8:
+#: it is read only when the file name declares it with one of these tokens (``ae.gb18030.csv``,
+#: ``manifest_gbk.csv``). Anything else is rejected naming the first undecodable byte and its line.
+TEXT_ENCODING_TOKENS: dict[str, str] = {"gb18030": "gb18030", "gbk": "gb18030", "gb2312": "gb18030", "cp936": "gb18030"}
+#: Decompression limits (gzip, QIIME 2 zip, HDF5 datasets): a file may not expand beyond this many bytes
+#: (checked on declared sizes before anything is decompressed, and again while decompressing).
+MAX_DECOMPRESSED_BYTES: int = 2 * 1024**3
+#: A .qza member larger than 1 MiB may not declare more than this many times its compressed size (zip bomb).
+MAX_COMPRESSION_RATIO: int = 200
+
 
 @dataclass(frozen=True)
 class CrfForm:

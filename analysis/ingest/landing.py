@@ -46,6 +46,13 @@ def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def printable(name: str) -> str:
+    """A file name as text the warehouse can store: bytes that are not UTF-8 (kept by the OS as surrogate
+    escapes) and control characters are shown as backslash escapes. Such a name is recorded, then rejected."""
+    text = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 _FORM_RE = re.compile(r"^(?P<form>[a-z]+)(?:[_\-.].*)?\.csv$", re.IGNORECASE)
 
 
@@ -56,8 +63,17 @@ def _classify_crf(name: str) -> str:
     return "unknown"
 
 
+#: An encoding token in a file name (``manifest.gb18030.csv``) declares the encoding; it is not part of the
+#: name the contract classifies (``analysis.contract.TEXT_ENCODING_TOKENS``).
+_ENCODING_TOKEN = re.compile(r"[._-](?:" + "|".join(contract.TEXT_ENCODING_TOKENS) + r")(?=[._-])", re.IGNORECASE)
+
+
+def strip_encoding_token(name: str) -> str:
+    return _ENCODING_TOKEN.sub("", name)
+
+
 def _classify_sequencing(name: str) -> str:
-    base = strip_gz(name).lower()
+    base = strip_encoding_token(strip_gz(name).lower())
     if base == "manifest.csv":
         return "seq_manifest"
     if base.endswith(".cons.taxonomy") or base in {"taxonomy.tsv", "taxonomy.qza"}:
@@ -68,7 +84,7 @@ def _classify_sequencing(name: str) -> str:
 
 
 def _classify_metabolomics(name: str) -> str:
-    base = strip_gz(name).lower()
+    base = strip_encoding_token(strip_gz(name).lower())
     if base == "injections.csv":
         return "mtb_injections"
     if base.endswith(".csv") or base.endswith(".tsv") or base.endswith(".txt"):
@@ -92,14 +108,16 @@ def scan_landing(landing_dir: Path, family: str) -> list[LandingFile]:
         rel_parts = path.relative_to(root).parts
         if any(part.startswith(".") or part.endswith("~") for part in rel_parts):
             continue
-        relpath = path.relative_to(landing_dir).as_posix()
+        relpath = printable(path.relative_to(landing_dir).as_posix())
         if family == "crf":
             kind, batch = _classify_crf(path.name), None
         else:
             # Omics exports arrive one batch per sub-folder; a file straight in the family folder has no batch.
-            batch = rel_parts[0] if len(rel_parts) > 1 else None
+            batch = printable(rel_parts[0]) if len(rel_parts) > 1 else None
             kind = _classify_sequencing(path.name) if family == "sequencing" else _classify_metabolomics(path.name)
             if batch is None:
                 kind = "unknown"
+        if relpath != path.relative_to(landing_dir).as_posix():
+            kind = "unknown"  # a name that is not UTF-8 (or holds control characters) is not a contract file name
         files.append(LandingFile(family, kind, path, relpath, batch))
     return files

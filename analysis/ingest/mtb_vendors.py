@@ -33,8 +33,15 @@ positive (``[M+H]+``), or the reverse.
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import dataclasses
+import gzip
 import json
 import re
+import tempfile
+import zlib
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 import duckdb
@@ -43,7 +50,21 @@ import pandas as pd
 import pyarrow as pa
 
 from analysis.errors import ContractViolation
-from analysis.ingest.landing import LandingFile, strip_gz
+from analysis.ingest.landing import LandingFile, strip_encoding_token, strip_gz
+from analysis.readers._csv import MAX_TABLE_COLUMNS
+from analysis.readers._text import (
+    GZIP_MAGIC,
+    UTF16_BOMS,
+    check_utf8_text,
+    clip,
+    declared_encoding,
+    gunzip,
+    index_records,
+    read_raw,
+    sep_name,
+    to_utf8,
+    transcode,
+)
 
 VENDOR_FORMATS: tuple[str, ...] = ("msdial", "progenesis", "xcms", "mwtab")
 #: Vendors whose exports do not state the ion mode: it must come from the file name.
@@ -53,13 +74,144 @@ _MODE_TOKENS = {"pos": "POS", "positive": "POS", "neg": "NEG", "negative": "NEG"
 _CARRIED = ("class_label", "file_type", "run_order", "batch", "factors")
 
 
+#: What a vendor reader (``analysis.metabolomics.vendors``) may raise on a damaged export besides a
+#: ContractViolation: csv/pandas parse errors, a missing expected column, bad gzip, undecodable text.
+_VENDOR_ERRORS: tuple[type[Exception], ...] = (
+    csv.Error,
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    OverflowError,
+    OSError,
+    EOFError,
+    zlib.error,
+)
+_VENDOR_NAMES = {"msdial": "MS-DIAL", "progenesis": "Progenesis QI", "xcms": "XCMS", "mwtab": "mwTab"}
+#: Longest rejection text kept (vendor messages may echo a delivered value, and a value may be 10 MB).
+_MAX_MESSAGE = 1000
+
+
+def _head(path: Path, n: int = 2) -> bytes:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        return handle.read(n)
+
+
+def _check_width(display: str, data: bytes) -> None:
+    """Refuse any line wider than ``MAX_TABLE_COLUMNS`` fields (tab- or comma-separated) before a vendor reader
+    spends minutes on its columns: mwTab blocks and MS-DIAL preambles are not on the first line only."""
+    for sep in ("\t", ","):
+        rec = index_records(data, sep)  # physical lines, separators counted even inside quotes: an upper bound
+        wide = np.flatnonzero(rec.nfields > MAX_TABLE_COLUMNS)
+        if len(wide):
+            i = int(wide[0])
+            raise ContractViolation(
+                display,
+                f"a line with {int(rec.nfields[i]):,} {sep_name(sep)}-separated fields",
+                expected=f"at most {MAX_TABLE_COLUMNS:,} columns",
+                row=int(rec.lines[i]),
+            )
+
+
+#: Line of the column header in each vendor layout (mwTab: found from its block markers).
+_HEADER_LINE = {"msdial": 5, "progenesis": 3, "xcms": 1}
+_MWTAB_BLOCKS = ((b"MS_METABOLITE_DATA_START", b"MS_METABOLITE_DATA_END"), (b"METABOLITES_START", b"METABOLITES_END"))
+
+
+def _vendor_sep(name: str, data: bytes) -> str:
+    """The separator the vendor readers use: by extension, else the more frequent of tab and comma."""
+    base = strip_gz(name).lower()
+    if base.endswith(".csv"):
+        return ","
+    if base.endswith((".tsv", ".tab")):
+        return "\t"
+    head = b"\n".join(data[: 1 << 20].split(b"\n", 5)[:5])
+    return "\t" if head.count(b"\t") >= head.count(b",") else ","
+
+
+def _check_layout(display: str, data: bytes, vendor: str, name: str) -> None:
+    """Every data row of the export's table has the same number of fields, and as many as its header.
+
+    The vendor readers parse with pandas, which treats extra leading fields of the *first* data row as an
+    index and silently shifts every column; a ragged row is therefore refused here, naming its line. An
+    XCMS table written by R's write.table has one more field per row than its header (the row names).
+    """
+    sep = _vendor_sep(name, data)
+    rec = index_records(data, sep, quoted=True)
+    blocks: list[tuple[int, int]] = []  # (header record, end record) per table
+    if vendor == "mwtab":
+        tags = [rec.text(i).strip() for i in range(len(rec))] if len(rec) < 1_000_000 else []
+        for start, end in _MWTAB_BLOCKS:
+            if start in tags:
+                first = tags.index(start) + 1
+                stop = tags.index(end) if end in tags[first:] else len(tags)
+                blocks.append((first, stop))
+    else:
+        header = np.flatnonzero(rec.lines == _HEADER_LINE[vendor])
+        if len(header):
+            blocks.append((int(header[0]), len(rec)))
+    for first, stop in blocks:
+        if stop - first < 2:
+            continue
+        width = int(rec.nfields[first])
+        body = rec.nfields[first + 1 : stop]
+        allowed = (width, width + 1) if vendor == "xcms" else (width,)
+        values, counts = np.unique(body, return_counts=True)
+        usual = int(values[np.argmax(counts)])  # the width most rows have: the odd row out is the fault
+        bad = np.flatnonzero(body != usual) if usual in allowed else np.flatnonzero(~np.isin(body, allowed))
+        if len(bad):
+            i = first + 1 + int(bad[0])
+            raise ContractViolation(
+                display,
+                f"ragged row: {int(rec.nfields[i])} {sep_name(sep)}-separated fields where the header (line "
+                f"{int(rec.lines[first])}) has {width}" + (f" and the other rows {usual}" if usual != width else ""),
+                expected="one field per header column on every row",
+                row=int(rec.lines[i]),
+            )
+
+
+@contextlib.contextmanager
+def _utf8_source(path: Path, display: str, validate: bool, vendor: str | None = None) -> Iterator[Path]:
+    """The export as a UTF-8 file for the vendor readers (which read paths as UTF-8 themselves).
+
+    UTF-16 (with BOM) and declared GB18030 exports are transcoded into a temporary copy with the same name
+    (the ion-mode token stays readable); other files are passed through, after the contract's text checks
+    (encoding, NUL bytes, line ends) when ``validate`` is set, so those faults are named by line.
+    """
+    if _head(path)[:2] not in UTF16_BOMS and declared_encoding(path) is None:
+        if validate:
+            raw = read_raw(path)
+            text = check_utf8_text(display, gunzip(display, raw) if raw[:2] == GZIP_MAGIC else raw)
+            _check_width(display, text)
+            if vendor is not None:
+                _check_layout(display, text, vendor, path.name)
+        yield path
+        return
+    raw = read_raw(path)
+    data = to_utf8(display, gunzip(display, raw) if raw[:2] == GZIP_MAGIC else raw)
+    if validate:
+        _check_width(display, data)
+        if vendor is not None:
+            _check_layout(display, data, vendor, path.name)
+    with tempfile.TemporaryDirectory(prefix="guttrial-mtb-") as tmp:
+        copy = Path(tmp) / strip_gz(path.name)
+        copy.write_bytes(data)
+        yield copy
+
+
 def detect_export(path: Path) -> str | None:
-    """The vendor of a metabolomics export, or ``None`` for anything else (e.g. the generic wide table)."""
+    """The vendor of a metabolomics export, or ``None`` for anything else (e.g. the generic wide table).
+
+    Never raises: a file that cannot even be sniffed goes to the generic reader, which rejects it by line.
+    """
     from analysis.metabolomics.vendors import detect_vendor
 
     try:
-        return detect_vendor(path)
-    except (ContractViolation, UnicodeDecodeError):
+        with _utf8_source(path, str(path), validate=False) as source:
+            return detect_vendor(source)
+    except (ContractViolation, UnicodeDecodeError, *_VENDOR_ERRORS):
         return None
 
 
@@ -88,7 +240,7 @@ def batch_injection_list(file: LandingFile) -> pd.DataFrame | None:
         p
         for p in batch_dir.rglob("*")
         if p.is_file()
-        and strip_gz(p.name).lower() == "injections.csv"
+        and strip_encoding_token(strip_gz(p.name).lower()) == "injections.csv"
         and not any(part.startswith(".") or part.endswith("~") for part in p.relative_to(batch_dir).parts)
     )
     frames = []
@@ -118,10 +270,25 @@ def read_export(file: LandingFile, vendor: str, injections: pd.DataFrame | None)
     if injections is not None:
         options["injections"] = injections
     try:
-        table = READERS[vendor](file.path, **options)
+        with _utf8_source(file.path, file.relpath, validate=True, vendor=vendor) as source:
+            table = READERS[vendor](source, **options)
     except ContractViolation as exc:
         exc.file = file.relpath
+        if exc.column is not None and not str(exc.column).strip():
+            exc.column, exc.problem = None, f"{exc.problem} (in a column without a name)"
+        elif exc.column is not None and len(str(exc.column)) > 120:
+            exc.column = clip(str(exc.column), 120)
+        if len(exc.problem) > _MAX_MESSAGE:
+            exc.problem = exc.problem[:_MAX_MESSAGE] + "... (message shortened)"
         raise
+    except _VENDOR_ERRORS as exc:
+        # A layout the vendor reader does not cope with: reject the file rather than crash the load.
+        raise ContractViolation(
+            file.relpath,
+            f"unreadable {_VENDOR_NAMES[vendor]} export ({type(exc).__name__}: {clip(str(exc), 200)})",
+            expected=f"an unmodified {_VENDOR_NAMES[vendor]} export",
+        ) from None
+    table = dataclasses.replace(table, source=str(file.path))
     if vendor == "msdial" and mode is not None and "Adduct type" in table.vendor_columns.columns:
         tails = table.vendor_columns["Adduct type"].dropna().astype(str).str.strip().str[-1]
         stated = set(tails.map({"+": "POS", "-": "NEG"}).dropna())
@@ -160,11 +327,11 @@ def _header_line(file: LandingFile, vendor: str) -> int:
     if vendor == "progenesis":
         return 3
     if vendor == "mwtab":
-        from analysis.metabolomics.vendors import _open_text
-
-        with _open_text(file.path) as handle:
-            for number, line in enumerate(handle, start=1):
-                if line.strip() == "MS_METABOLITE_DATA_START":
+        with contextlib.suppress(ContractViolation, OSError, EOFError, zlib.error):
+            raw = read_raw(file.path)
+            text = transcode(file.relpath, gunzip(file.relpath, raw) if raw[:2] == GZIP_MAGIC else raw)
+            for number, line in enumerate(text.splitlines(), start=1):
+                if line.strip() == b"MS_METABOLITE_DATA_START":
                     return number + 1
     return 1
 

@@ -20,15 +20,27 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
+from analysis.contract import MAX_COMPRESSION_RATIO, MAX_DECOMPRESSED_BYTES
 from analysis.errors import ContractViolation
-from analysis.readers._text import GZIP_MAGIC, HDF5_MAGIC, first_duplicate_pos, gunzip, integral_or_float
+from analysis.readers._text import (
+    GZIP_MAGIC,
+    HDF5_MAGIC,
+    ZIP_MAGICS,
+    clip,
+    first_duplicate_pos,
+    gunzip,
+    integral_or_float,
+    short,
+)
 from analysis.readers.tables import FeatureTable
 
 try:  # orjson is several times faster on big JSON tables; the standard library is the fallback
@@ -57,24 +69,29 @@ QZA_TAXONOMY_TYPES: tuple[str, ...] = ("FeatureData[Taxonomy]",)
 # ---------------------------------------------------------------------------------------------- common
 
 
-def _check_values(path, data: np.ndarray, locate, obs_ids, sample_ids, allow_float: bool) -> tuple[np.ndarray, bool]:
+def _check_values(
+    path, data: np.ndarray, locate, obs_ids, sample_ids, allow_float: bool, where: str = "data"
+) -> tuple[np.ndarray, bool]:
     """Validate the stored (non-zero) values; cast integral floats to int64.
 
     ``locate(i)`` maps a value's position to (observation index, sample index); it is only called to name
-    an offending value, so the happy path never builds per-value index arrays.
+    an offending value, so the happy path never builds per-value index arrays. ``where`` names the values'
+    dataset (HDF5) or key (JSON) in the message.
     """
 
     def err(i: int, problem: str, expected: str) -> ContractViolation:
         o, s_ = locate(i)
         return ContractViolation(
             path,
-            f"{problem} value {data[i].item()!r} for observation {obs_ids[o]!r}",
+            f"{problem} value {clip(data[i].item())} for observation {clip(obs_ids[o])} (in {where})",
             expected=expected,
-            column=str(sample_ids[s_]),
+            column=short(sample_ids[s_]),
         )
 
     if data.dtype.kind not in "iuf":
-        raise ContractViolation(path, f"matrix values are of type {data.dtype}", expected="numeric counts")
+        raise ContractViolation(
+            path, f"matrix values in {where} are of type {data.dtype}", expected="numeric counts", column=where
+        )
     if data.dtype.kind == "f":
         finite = np.isfinite(data)
         if not finite.all():
@@ -95,7 +112,7 @@ def _check_ids(path, ids: list[str], what: str, where: str) -> None:
     if dup is not None:
         raise ContractViolation(
             path,
-            f"duplicate {what} id {ids[dup]!r} (position {dup + 1} in {where})",
+            f"duplicate {what} id {clip(ids[dup])} (position {dup + 1} in {where})",
             expected=f"unique {what} ids",
             column=where,
         )
@@ -123,7 +140,7 @@ def read_biom_json_bytes(
         if key not in obj:
             raise ContractViolation(
                 path,
-                f"BIOM JSON lacks the required key {key!r}",
+                f"BIOM JSON lacks the required key {clip(key)}",
                 expected="the BIOM 1.0 keys rows, columns, data, shape, matrix_type",
                 column=key,
             )
@@ -136,7 +153,7 @@ def read_biom_json_bytes(
         or not all(isinstance(x, int) and not isinstance(x, bool) for x in shape)
     ):
         raise ContractViolation(
-            path, f"shape {shape!r} is not a pair of integers", expected="[n_rows, n_columns]", column="shape"
+            path, f"shape {clip(shape)} is not a pair of integers", expected="[n_rows, n_columns]", column="shape"
         )
     if shape != [len(obs_ids), len(sample_ids)]:
         raise ContractViolation(
@@ -150,7 +167,7 @@ def read_biom_json_bytes(
     if obj.get("matrix_element_type") not in (None, "int", "float"):
         raise ContractViolation(
             path,
-            f"matrix_element_type {obj.get('matrix_element_type')!r}",
+            f"matrix_element_type {clip(obj.get('matrix_element_type'))}",
             expected="'int' or 'float' counts",
             column="matrix_element_type",
         )
@@ -164,7 +181,9 @@ def read_biom_json_bytes(
     elif mtype == "dense":
         rows, cols, vals = _dense_rows(path, raw, n_obs, n_samp)
     else:
-        raise ContractViolation(path, f"matrix_type {mtype!r}", expected="'sparse' or 'dense'", column="matrix_type")
+        raise ContractViolation(
+            path, f"matrix_type {clip(mtype)}", expected="'sparse' or 'dense'", column="matrix_type"
+        )
     vals, is_int = _check_values(path, vals, lambda i: (rows[i], cols[i]), obs_ids, sample_ids, allow_relative)
     keep = vals != 0
     counts = sp.csr_matrix((vals[keep], (cols[keep], rows[keep])), shape=(n_samp, n_obs))
@@ -197,7 +216,7 @@ def _json_ids(path, entries: Any, key: str) -> list[str]:
     if not all(isinstance(i, str) for i in ids):
         bad = next(i for i, x in enumerate(ids) if not isinstance(x, str))
         raise ContractViolation(
-            path, f"{key}[{bad}].id {ids[bad]!r} is not a string", expected="string ids", column=key
+            path, f"{key}[{bad}].id {clip(ids[bad])} is not a string", expected="string ids", column=key
         )
     return ids
 
@@ -209,7 +228,7 @@ def _sparse_triples(path, raw: list, n_obs: int, n_samp: int):
         bad = next((i for i, t in enumerate(raw) if not _is_numeric_triple(t)), None)
         raise ContractViolation(
             path,
-            f"sparse data entry {bad} is {raw[bad]!r}"
+            f"sparse data entry {bad} is {clip(raw[bad])}"
             if bad is not None
             else "sparse data is not a list of numeric triples",
             expected="[row, column, value] number triples",
@@ -232,7 +251,7 @@ def _sparse_triples(path, raw: list, n_obs: int, n_samp: int):
         i = int(bad[0])
         raise ContractViolation(
             path,
-            f"sparse data entry {i} {raw[i]!r} addresses a cell outside shape [{n_obs}, {n_samp}]",
+            f"sparse data entry {i} {clip(raw[i])} addresses a cell outside shape [{n_obs}, {n_samp}]",
             expected="0-based indices within shape",
             column="data",
         )
@@ -302,6 +321,28 @@ def _lineage_text(md: Any) -> str | None:
 # ---------------------------------------------------------------------------------------------- HDF5
 
 
+#: What h5py raises on a damaged file (corrupt B-trees and heaps, truncated datasets, a group where a dataset
+#: should be, undecodable strings). Any of them rejects the file naming the dataset being read.
+_H5_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    KeyError,
+    ValueError,
+    TypeError,
+    RuntimeError,
+    IndexError,
+    AttributeError,
+    OverflowError,
+)
+#: Above this many declared bytes a dataset must also store at least 1/MAX_COMPRESSION_RATIO of them.
+_H5_RATIO_FLOOR = 64 * 1024**2
+
+
+class _Where:
+    """The HDF5 object being read, so that a library error can name it."""
+
+    name = "the file structure"
+
+
 def read_biom_hdf5(
     path: str | Path, source: str | Path | io.BytesIO, allow_relative: bool = False, fmt: str = "biom-hdf5"
 ) -> FeatureTable:
@@ -309,44 +350,132 @@ def read_biom_hdf5(
 
     try:
         f = h5py.File(source, "r")
-    except (OSError, ValueError) as exc:
+    except _H5_ERRORS as exc:
         raise ContractViolation(path, f"corrupt or unreadable HDF5 ({exc})", expected="a BIOM 2.1 HDF5 file") from None
+    where = _Where()
     try:
         with f:
-            return _read_h5(path, f, allow_relative, fmt)
-    except (OSError, KeyError, ValueError, TypeError) as exc:  # h5py raises these on damaged datasets
-        if isinstance(exc, ContractViolation):
-            raise
-        raise ContractViolation(path, f"corrupt BIOM HDF5 content ({exc})", expected="a BIOM 2.1 HDF5 file") from None
+            return _read_h5(path, f, allow_relative, fmt, where)
+    except ContractViolation:
+        raise
+    except _H5_ERRORS as exc:
+        raise ContractViolation(
+            path,
+            f"corrupt BIOM HDF5 content while reading {where.name} ({type(exc).__name__}: {clip(str(exc), 200)})",
+            expected="a BIOM 2.1 HDF5 file",
+        ) from None
 
 
-def _h5_strings(ds) -> list[str]:
+def _h5_dataset(path, f, name: str, where: _Where, *, required: bool = True):
+    """The dataset ``name`` (metadata only, nothing read), or None when absent and not required."""
+    import h5py
+
+    where.name = name
+    obj = f.get(name)
+    if obj is None:
+        if not required:
+            return None
+        raise ContractViolation(
+            path, f"BIOM HDF5 lacks the dataset {clip(name)}", expected="a BIOM 2.1 HDF5 file", column=name
+        )
+    if not isinstance(obj, h5py.Dataset):
+        raise ContractViolation(
+            path, f"{name} is a {type(obj).__name__}, not a dataset", expected="a BIOM 2.1 HDF5 file", column=name
+        )
+    return obj
+
+
+def _h5_read(path, ds, name: str, where: _Where, ndim: int = 1) -> np.ndarray:
+    """A whole dataset, read after :func:`_h5_guard`."""
+    _h5_guard(path, ds, name, where, ndim)
+    return ds[()]
+
+
+def _h5_guard(path, ds, name: str, where: _Where, ndim: int = 1) -> None:
+    """Check, from metadata alone, that a dataset has the dimensions wanted and is not a bomb.
+
+    A chunked dataset may declare 10**9 elements while storing none (the fill value stands for them), and a
+    compressed one may expand a thousandfold: both are refused before a byte is allocated.
+    """
+    where.name = name
+    if ds.ndim != ndim:
+        raise ContractViolation(
+            path,
+            f"{name} has {ds.ndim} dimension(s) {tuple(ds.shape)}",
+            expected=f"a {ndim}-dimensional dataset",
+            column=name,
+        )
+    declared = int(np.prod(ds.shape, dtype=object)) * max(int(ds.dtype.itemsize), 8)
+    if declared > MAX_DECOMPRESSED_BYTES:
+        raise ContractViolation(
+            path,
+            f"{name} declares {tuple(ds.shape)} elements ({declared:,} bytes)",
+            expected=f"datasets of at most {MAX_DECOMPRESSED_BYTES:,} bytes",
+            column=name,
+        )
+    if declared > _H5_RATIO_FLOOR:
+        stored = int(ds.id.get_storage_size())
+        if stored * MAX_COMPRESSION_RATIO < declared:
+            raise ContractViolation(
+                path,
+                f"{name} declares {declared:,} bytes but stores {stored:,} (a decompression bomb or a dataset "
+                "that was never written)",
+                expected=f"at most {MAX_COMPRESSION_RATIO}x compression",
+                column=name,
+            )
+
+
+def _h5_strings(path, ds, name: str, where: _Where) -> list[str]:
+    _h5_guard(path, ds, name, where)
     if ds.dtype.kind in "SO":
-        return ds.asstr()[()].tolist()  # h5py decodes UTF-8 in C
+        try:
+            return ds.asstr()[()].tolist()  # h5py decodes UTF-8 in C
+        except UnicodeDecodeError as exc:
+            raise ContractViolation(
+                path, f"{name} holds text that is not UTF-8 ({exc.reason})", expected="UTF-8 ids", column=name
+            ) from None
+    if ds.dtype.kind not in "iuU":
+        raise ContractViolation(path, f"{name} holds {ds.dtype} values", expected="string ids", column=name)
     return ds[()].astype(str).tolist()
 
 
-def _read_h5(path, f, allow_relative: bool, fmt: str) -> FeatureTable:
-    for name in ("observation/ids", "sample/ids"):
-        if name not in f:
-            raise ContractViolation(
-                path, f"BIOM HDF5 lacks the dataset {name!r}", expected="a BIOM 2.1 HDF5 file", column=name
-            )
-    obs_ids = _h5_strings(f["observation/ids"])
-    sample_ids = _h5_strings(f["sample/ids"])
-    shape = f.attrs.get("shape")
-    if shape is None:
+def _h5_shape(path, f, where: _Where) -> list[int]:
+    where.name = "the 'shape' attribute"
+    raw = f.attrs.get("shape")
+    if raw is None:
         raise ContractViolation(
             path, "BIOM HDF5 lacks the 'shape' attribute", expected="a BIOM 2.1 HDF5 file", column="shape"
         )
-    shape = [int(x) for x in np.asarray(shape).ravel()]
-    if shape != [len(obs_ids), len(sample_ids)]:
+    arr = np.asarray(raw)
+    ok = arr.size == 2 and (
+        arr.dtype.kind in "iu" or (arr.dtype.kind == "f" and bool(np.all(np.isfinite(arr) & (arr == np.floor(arr)))))
+    )
+    if not ok or (arr < 0).any():
         raise ContractViolation(
             path,
-            f"shape {shape} does not match {len(obs_ids)} observation ids and {len(sample_ids)} sample ids",
+            f"the shape attribute {clip(arr.tolist())} is not a pair of non-negative integers",
+            expected="[n_observations, n_samples]",
+            column="shape",
+        )
+    return [int(x) for x in arr.ravel()]
+
+
+def _read_h5(path, f, allow_relative: bool, fmt: str, where: _Where) -> FeatureTable:
+    obs_ds = _h5_dataset(path, f, "observation/ids", where)
+    sample_ds = _h5_dataset(path, f, "sample/ids", where)
+    _h5_guard(path, obs_ds, "observation/ids", where)
+    _h5_guard(path, sample_ds, "sample/ids", where)
+    shape = _h5_shape(path, f, where)
+    n_ids = [obs_ds.shape[0], sample_ds.shape[0]]
+    if shape != n_ids:  # compared on metadata first: a lying shape never makes us read giant id lists
+        raise ContractViolation(
+            path,
+            f"shape {shape} does not match {n_ids[0]} observation ids and {n_ids[1]} sample ids",
             expected="shape equal to [len(observation/ids), len(sample/ids)]",
             column="shape",
         )
+    obs_ids = _h5_strings(path, obs_ds, "observation/ids", where)
+    sample_ids = _h5_strings(path, sample_ds, "sample/ids", where)
     _check_ids(path, obs_ids, "observation", "observation/ids")
     _check_ids(path, sample_ids, "sample", "sample/ids")
     n_obs, n_samp = shape
@@ -354,37 +483,65 @@ def _read_h5(path, f, allow_relative: bool, fmt: str) -> FeatureTable:
     group, n_major, n_minor, transpose = "sample/matrix", n_samp, n_obs, False
     if not all(f"{group}/{k}" in f for k in ("data", "indices", "indptr")):
         group, n_major, n_minor, transpose = "observation/matrix", n_obs, n_samp, True
+    ds = {k: _h5_dataset(path, f, f"{group}/{k}", where) for k in ("data", "indices", "indptr")}
     for k in ("data", "indices", "indptr"):
-        if f"{group}/{k}" not in f:
+        if ds[k].ndim != 1:
             raise ContractViolation(
-                path, f"BIOM HDF5 lacks the dataset {group}/{k}", expected="a BIOM 2.1 HDF5 file", column=f"{group}/{k}"
+                path,
+                f"{group}/{k} has shape {tuple(ds[k].shape)}",
+                expected="a one-dimensional dataset",
+                column=f"{group}/{k}",
             )
-    data = f[f"{group}/data"][()]
-    # biom stores int32 indices: keep them (scipy accepts them) rather than doubling memory with int64
-    indices = f[f"{group}/indices"][()]
-    indptr = f[f"{group}/indptr"][()]
-    if indices.dtype.kind not in "iu" or indptr.dtype.kind not in "iu":
-        raise ContractViolation(path, f"{group} has non-integer indices", expected="a BIOM 2.1 HDF5 file", column=group)
-    if (
-        len(indptr) != n_major + 1
-        or indptr[0] != 0
-        or indptr[-1] != len(data)
-        or len(indices) != len(data)
-        or (np.diff(indptr) < 0).any()
-        or (len(indices) and (indices.min() < 0 or indices.max() >= n_minor))
-    ):
+    if ds["indptr"].shape[0] != n_major + 1:
         raise ContractViolation(
             path,
-            f"{group} is not a valid CSR matrix of shape ({n_major}, {n_minor})",
-            expected="indptr of length n+1, indices within the shape",
-            column=group,
+            f"{group}/indptr has {ds['indptr'].shape[0]} entries for {n_major} rows",
+            expected=f"{n_major + 1} entries (rows + 1) for a CSR matrix of shape ({n_major}, {n_minor})",
+            column=f"{group}/indptr",
+        )
+    if ds["indices"].shape[0] != ds["data"].shape[0]:
+        raise ContractViolation(
+            path,
+            f"{group}/indices has {ds['indices'].shape[0]} entries but {group}/data has {ds['data'].shape[0]}",
+            expected="one column index per stored value",
+            column=f"{group}/indices",
+        )
+    for k in ("indices", "indptr"):
+        if ds[k].dtype.kind not in "iu":
+            raise ContractViolation(
+                path,
+                f"{group}/{k} holds {ds[k].dtype} values",
+                expected="integer indices (a BIOM 2.1 HDF5 file)",
+                column=f"{group}/{k}",
+            )
+    data = _h5_read(path, ds["data"], f"{group}/data", where)
+    # biom stores int32 indices: keep them (scipy accepts them) rather than doubling memory with int64
+    indices = _h5_read(path, ds["indices"], f"{group}/indices", where)
+    indptr = _h5_read(path, ds["indptr"], f"{group}/indptr", where)
+    where.name = group
+    steps = np.diff(indptr.astype(np.int64))
+    if indptr[0] != 0 or indptr[-1] != len(data) or (steps < 0).any():
+        raise ContractViolation(
+            path,
+            f"{group}/indptr is not a valid CSR row pointer (first {int(indptr[0])}, last {int(indptr[-1])}, "
+            f"{len(data)} stored values{', decreasing' if (steps < 0).any() else ''})",
+            expected="non-decreasing offsets from 0 to the number of stored values",
+            column=f"{group}/indptr",
+        )
+    if len(indices) and (indices.min() < 0 or indices.max() >= n_minor):
+        bad = int(np.flatnonzero((indices < 0) | (indices >= n_minor))[0])
+        raise ContractViolation(
+            path,
+            f"{group}/indices[{bad}] = {int(indices[bad])} is outside 0..{n_minor - 1}",
+            expected=f"column indices within the shape ({n_major}, {n_minor})",
+            column=f"{group}/indices",
         )
 
     def locate(i: int) -> tuple[int, int]:
         major = int(np.searchsorted(indptr, i, side="right") - 1)
         return (major, int(indices[i])) if transpose else (int(indices[i]), major)
 
-    data, is_int = _check_values(path, data, locate, obs_ids, sample_ids, allow_relative)
+    data, is_int = _check_values(path, data, locate, obs_ids, sample_ids, allow_relative, f"{group}/data")
     mat = sp.csr_matrix((data, indices, indptr), shape=(n_major, n_minor))
     counts = mat.T.tocsr() if transpose else mat
     counts.sum_duplicates()
@@ -394,7 +551,7 @@ def _read_h5(path, f, allow_relative: bool, fmt: str) -> FeatureTable:
         (f"observation/metadata/{k}" for k in ("taxonomy", "Taxonomy") if f"observation/metadata/{k}" in f), None
     )
     if tname is not None:
-        tax = _h5_taxonomy(f[tname], obs_ids)
+        tax = _h5_taxonomy(path, _h5_dataset(path, f, tname, where), tname, obs_ids, where)
     return FeatureTable(
         sample_ids,
         obs_ids,
@@ -409,11 +566,24 @@ def _read_h5(path, f, allow_relative: bool, fmt: str) -> FeatureTable:
     )
 
 
-def _h5_taxonomy(ds, obs_ids: list[str]) -> dict[str, str] | None:
-    arr = ds.asstr()[()] if ds.dtype.kind in "SO" else ds[()].astype(str)
+def _h5_taxonomy(path, ds, name: str, obs_ids: list[str], where: _Where) -> dict[str, str] | None:
+    if ds.ndim not in (1, 2) or ds.shape[0] != len(obs_ids) or (ds.ndim == 2 and ds.shape[1] == 0):
+        raise ContractViolation(
+            path,
+            f"{name} has shape {tuple(ds.shape)} for {len(obs_ids)} observations",
+            expected="one lineage (or one row of ranks) per observation",
+            column=name,
+        )
+    _h5_guard(path, ds, name, where, ndim=ds.ndim)
+    try:
+        arr = ds.asstr()[()] if ds.dtype.kind in "SO" else ds[()].astype(str)
+    except UnicodeDecodeError as exc:
+        raise ContractViolation(
+            path, f"{name} holds text that is not UTF-8 ({exc.reason})", expected="UTF-8 lineages", column=name
+        ) from None
     if arr.ndim == 1:
         # biom writes non-list metadata as JSON text; a list-valued category may arrive that way too
-        vals = [_lineage_text({"taxonomy": json.loads(v)}) if v.startswith("[") else v for v in arr.tolist()]
+        vals = [_json_lineage(v) if v.startswith("[") else v for v in arr.tolist()]
         return dict(zip(obs_ids, vals, strict=True))
     # N x ranks, padded with empty strings: join the non-empty ranks rank by rank (vectorised over features)
     out = arr[:, 0].astype(str)
@@ -423,22 +593,128 @@ def _h5_taxonomy(ds, obs_ids: list[str]) -> dict[str, str] | None:
     return dict(zip(obs_ids, out.tolist(), strict=True))
 
 
+def _json_lineage(text: str) -> str | None:
+    """A lineage stored as JSON list text; text that only looks like JSON is kept as delivered."""
+    try:
+        return _lineage_text({"taxonomy": json.loads(text)})
+    except ValueError:
+        return text
+
+
 # ---------------------------------------------------------------------------------------------- QZA
+
+
+#: What zipfile and its decompressors raise on a damaged archive (bad headers, CRC errors, truncated streams,
+#: unsupported methods, undecodable names).
+_ZIP_ERRORS: tuple[type[Exception], ...] = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    EOFError,
+    OSError,
+    ValueError,
+    zlib.error,
+    NotImplementedError,
+    RuntimeError,
+    struct.error,
+    OverflowError,
+)
+#: Entries an artifact may hold (QIIME 2 provenance can hold thousands of small files; millions is an attack).
+QZA_MAX_ENTRIES = 100_000
+#: ``metadata.yaml`` is a few lines; a large one is refused before the (slow, pure-Python) YAML parser sees it.
+QZA_MAX_METADATA_BYTES = 64 * 1024
+#: Members smaller than this are exempt from the compression-ratio limit (tiny text compresses very well).
+_RATIO_FLOOR = 1024**2
+_ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
+
+
+def _check_members(path: str | Path, infos: list[zipfile.ZipInfo]) -> None:
+    """Refuse, from the central directory alone and before anything is decompressed: too many entries,
+    unsafe names (``../``, absolute, backslashes), duplicates, encryption, unknown methods and zip bombs
+    (declared sizes beyond ``MAX_DECOMPRESSED_BYTES`` or ``MAX_COMPRESSION_RATIO``). Declared sizes are
+    binding: zipfile never yields more than a member's declared size (and then fails its CRC check)."""
+    if len(infos) > QZA_MAX_ENTRIES:
+        raise ContractViolation(
+            path,
+            f"the archive has {len(infos):,} entries",
+            expected=f"at most {QZA_MAX_ENTRIES:,} (a QIIME 2 artifact)",
+        )
+    seen: set[str] = set()
+    total = 0
+    for info in infos:
+        name = info.filename
+        parts = PurePosixPath(name).parts
+        if name.startswith("/") or "\\" in name or "\x00" in name or ".." in parts or (parts and ":" in parts[0]):
+            raise ContractViolation(
+                path,
+                f"unsafe member name {clip(name)} (path traversal or absolute path)",
+                expected="relative member names inside the artifact's root directory",
+                column=short(name),
+            )
+        if name in seen:
+            raise ContractViolation(
+                path, f"duplicate member {clip(name)}", expected="each member once", column=short(name)
+            )
+        seen.add(name)
+        if info.flag_bits & 0x1:
+            raise ContractViolation(
+                path, f"encrypted member {clip(name)}", expected="an unencrypted artifact", column=short(name)
+            )
+        if info.compress_type not in _ZIP_METHODS:
+            raise ContractViolation(
+                path,
+                f"member {clip(name)} uses compression method {info.compress_type}",
+                expected="stored or deflated members",
+                column=short(name),
+            )
+        total += info.file_size
+        if info.file_size > _RATIO_FLOOR and info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1):
+            raise ContractViolation(
+                path,
+                f"member {clip(name)} declares {info.file_size:,} bytes from {info.compress_size:,} compressed "
+                f"(ratio over {MAX_COMPRESSION_RATIO}: a zip bomb)",
+                expected=f"compression ratios up to {MAX_COMPRESSION_RATIO}",
+                column=short(name),
+            )
+    if total > MAX_DECOMPRESSED_BYTES:
+        raise ContractViolation(
+            path,
+            f"the archive declares {total:,} bytes once extracted (a zip bomb or an artifact too large to load)",
+            expected=f"at most {MAX_DECOMPRESSED_BYTES:,} bytes uncompressed",
+        )
+
+
+def read_member(path: str | Path, zf: zipfile.ZipFile, name: str) -> bytes:
+    """One member's bytes (its declared size was checked by :func:`_check_members`)."""
+    try:
+        return zf.read(name)
+    except _ZIP_ERRORS as exc:
+        raise ContractViolation(
+            path,
+            f"corrupt zip member {clip(name)} ({exc})",
+            expected="a QIIME 2 artifact (.qza)",
+            column=short(name),
+        ) from None
 
 
 def open_qza(
     path: str | Path, raw: bytes, accept: dict[str, bool] | tuple[str, ...], want: str
 ) -> tuple[str, str, zipfile.ZipFile]:
-    """Open a QIIME 2 artifact and check its type; returns (type, uuid root, zip)."""
+    """Open a QIIME 2 artifact and check its type; returns (type, uuid root, zip). Nothing is extracted to
+    disk, and archives inside the artifact are never opened."""
     try:
         zf = zipfile.ZipFile(io.BytesIO(raw))
-        names = zf.namelist()
+        infos = zf.infolist()
+    except _ZIP_ERRORS as exc:
+        raise ContractViolation(path, f"corrupt zip archive ({exc})", expected="a QIIME 2 artifact (.qza)") from None
+    _check_members(path, infos)
+    names = [i.filename for i in infos]
+    try:
         bad_member = zf.testzip()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError) as exc:
+    except _ZIP_ERRORS as exc:
         raise ContractViolation(path, f"corrupt zip archive ({exc})", expected="a QIIME 2 artifact (.qza)") from None
     if bad_member is not None:
         raise ContractViolation(
-            path, f"corrupt zip member {bad_member!r} (CRC mismatch)", expected="a QIIME 2 artifact (.qza)"
+            path, f"corrupt zip member {clip(bad_member)} (CRC mismatch)", expected="a QIIME 2 artifact (.qza)"
         )
     roots = {PurePosixPath(n).parts[0] for n in names if n.strip("/")}
     if len(roots) != 1:
@@ -451,20 +727,35 @@ def open_qza(
     meta_name = f"{root}/metadata.yaml"
     if meta_name not in names:
         raise ContractViolation(
-            path, "the archive has no metadata.yaml", expected="a QIIME 2 artifact", column=meta_name
+            path, "the archive has no metadata.yaml", expected="a QIIME 2 artifact", column=short(meta_name)
+        )
+    if zf.getinfo(meta_name).file_size > QZA_MAX_METADATA_BYTES:
+        raise ContractViolation(
+            path,
+            f"metadata.yaml is {zf.getinfo(meta_name).file_size:,} bytes",
+            expected=f"a QIIME 2 metadata.yaml (at most {QZA_MAX_METADATA_BYTES:,} bytes)",
+            column=short(meta_name),
         )
     import yaml  # local: only artifacts need it
 
     try:
-        meta = yaml.safe_load(zf.read(meta_name).decode("utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        meta = yaml.safe_load(read_member(path, zf, meta_name).decode("utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
         raise ContractViolation(
-            path, f"unreadable metadata.yaml ({exc})", expected="a QIIME 2 artifact", column=meta_name
+            path,
+            f"unreadable metadata.yaml ({clip(str(exc), 200)})",
+            expected="a QIIME 2 artifact",
+            column=short(meta_name),
         ) from None
-    typ = str(meta.get("type")) if isinstance(meta, dict) else "?"
-    if typ not in accept:
+    typ = meta.get("type") if isinstance(meta, dict) else None
+    # only a plain string is shown: str() of a YAML alias structure (billion laughs) can be exponential
+    if isinstance(typ, str):
+        shown = typ if len(typ) <= 80 else clip(typ, 80)
+    else:
+        shown = f"not a type name ({type(typ).__name__})"
+    if not isinstance(typ, str) or typ not in accept:
         raise ContractViolation(
-            path, f"artifact type is {typ}", expected=f"a {want} artifact ({' or '.join(accept)})", column="type"
+            path, f"artifact type is {shown}", expected=f"a {want} artifact ({' or '.join(accept)})", column="type"
         )
     return typ, root, zf
 
@@ -479,7 +770,14 @@ def read_qza_bytes(path: str | Path, raw: bytes, allow_relative: bool = False) -
             expected=f"{root}/data/feature-table.biom",
             column="data/feature-table.biom",
         )
-    inner = zf.read(payload[0])
+    inner = read_member(path, zf, payload[0])
+    if inner[:4] in ZIP_MAGICS:
+        raise ContractViolation(
+            path,
+            f"the payload {clip(payload[0])} is itself a zip archive (nested archives are not opened)",
+            expected="a BIOM feature table",
+            column=short(payload[0]),
+        )
     if inner[:2] == GZIP_MAGIC:
         inner = gunzip(path, inner)
     declared_relative = QZA_TABLE_TYPES[typ]
@@ -496,7 +794,7 @@ def read_qza_bytes(path: str | Path, raw: bytes, allow_relative: bool = False) -
         return table
     raise ContractViolation(
         path,
-        f"the payload {payload[0]!r} is neither BIOM HDF5 nor BIOM JSON",
+        f"the payload {clip(payload[0])} is neither BIOM HDF5 nor BIOM JSON",
         expected="a BIOM feature table",
-        column=payload[0],
+        column=short(payload[0]),
     )

@@ -19,11 +19,13 @@ import pandas as pd
 from analysis.errors import ContractViolation
 from analysis.readers._text import (
     check_delimiter,
+    clip,
     first_duplicate_pos,
     index_records,
     nth_sep,
     parse_cells,
     ragged_error,
+    short,
     split_fields,
     strip_bom,
 )
@@ -96,10 +98,10 @@ def read_classic_bytes(path: str | Path, data: bytes, allow_relative: bool = Fal
     if dup is not None:
         raise ContractViolation(
             path,
-            f"duplicate sample column {samples[dup]!r}",
+            f"duplicate sample column {clip(samples[dup])}",
             expected="unique sample names",
             row=header_line,
-            column=samples[dup],
+            column=short(samples[dup]),
         )
     empty_name = np.flatnonzero(np.array(samples, dtype=object) == "")
     if len(empty_name):
@@ -113,10 +115,10 @@ def read_classic_bytes(path: str | Path, data: bytes, allow_relative: bool = Fal
     if dup is not None:
         raise ContractViolation(
             path,
-            f"duplicate feature id {feature_ids[dup]!r}",
+            f"duplicate feature id {clip(feature_ids[dup])}",
             expected="unique feature ids",
             row=int(body.lines[dup]),
-            column=id_col,
+            column=short(id_col),
         )
     blank = np.flatnonzero(feature_ids == "")
     if len(blank):
@@ -125,7 +127,7 @@ def read_classic_bytes(path: str | Path, data: bytes, allow_relative: bool = Fal
             "empty feature id",
             expected="a feature id in the first column",
             row=int(body.lines[blank[0]]),
-            column=id_col,
+            column=short(id_col),
         )
 
     core_ends = last_tab if has_tax else body.ends

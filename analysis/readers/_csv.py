@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +23,12 @@ from analysis.errors import ContractViolation
 from analysis.readers._text import (
     base_name,
     check_delimiter,
+    clip,
     index_records,
     load_bytes,
     ragged_error,
     sep_name,
-    strip_bom,
+    to_utf8,
 )
 
 
@@ -38,25 +40,88 @@ class Delimited:
     header_line: int
 
 
+#: Widest delimited table read (metabolomics feature tables and vendor exports: one column per injection of
+#: a batch, and a batch is at most a few hundred injections). pandas spends ~0.3-0.5 ms per column, so a
+#: hostile line of a million separators would otherwise take minutes.
+MAX_TABLE_COLUMNS = 10_000
+#: Longest column name: names of extra columns become column names in ``raw``.
+MAX_COLUMN_NAME = 128
+#: Column names the loader adds to every raw table (lineage): a delivered column may not take them.
+RESERVED_COLUMNS: frozenset[str] = frozenset({"batch_id", "source_row"})
+_UNSAFE_NAME = re.compile(r'["\x00-\x1f\x7f]')
+
+
+def check_column_names(
+    path: str | Path, header: Sequence[str], header_line: int, *, max_columns: int = MAX_TABLE_COLUMNS
+) -> None:
+    """Refuse header names that cannot become column names of a raw table.
+
+    Extra delivered columns are kept in ``raw`` under their own names, so a name must be usable as a quoted
+    SQL identifier (no double quote, no control character, at most ``MAX_COLUMN_NAME`` characters), unique
+    ignoring case (DuckDB identifiers are case-insensitive) and not one of the lineage columns (names
+    starting with ``_``, ``batch_id``, ``source_row``). ``max_columns`` bounds the width. Names equal
+    ignoring case are refused by :func:`match_columns`, after the contract columns are matched.
+    """
+    if len(header) > max_columns:
+        raise ContractViolation(
+            path,
+            f"the header has {len(header):,} columns",
+            expected=f"at most {max_columns:,} columns",
+            row=header_line,
+        )
+    for i, name in enumerate(header):
+        label = column_label(header, i)
+        if _UNSAFE_NAME.search(name) or len(name) > MAX_COLUMN_NAME:
+            raise ContractViolation(
+                path,
+                f"column name {clip(name)} contains a double quote or a control character, or is too long",
+                expected=f"column names of at most {MAX_COLUMN_NAME} characters without quotes or control characters",
+                row=header_line,
+                column=label,
+            )
+        key = name.strip().lower()
+        if key.startswith("_") or key in RESERVED_COLUMNS:
+            raise ContractViolation(
+                path,
+                f"column name {clip(name)} is reserved for the warehouse's lineage columns",
+                expected="column names not starting with '_' and other than batch_id, source_row",
+                row=header_line,
+                column=label,
+            )
+
+
 def default_sep(path: str | Path) -> str:
     name = base_name(path)
     return "\t" if name.endswith((".tsv", ".txt", ".xls", ".tab")) else ","
 
 
 def read_delimited(
-    path: str | Path, sep: str | None = None, *, float_columns=None, na_values: Sequence[str] = (), what: str = "table"
+    path: str | Path,
+    sep: str | None = None,
+    *,
+    float_columns=None,
+    na_values: Sequence[str] = (),
+    what: str = "table",
+    max_columns: int = 1000,
 ) -> Delimited:
     """Read a whole delimited table. ``float_columns(header) -> positions`` are parsed as float64 with
-    ``na_values`` as missing; any other text in them is rejected naming the row and column."""
+    ``na_values`` as missing; any other text in them is rejected naming the row and column. Header names
+    are checked by :func:`check_column_names` (at most ``max_columns``)."""
     sep = sep or default_sep(path)
-    data = strip_bom(load_bytes(path))
+    data = to_utf8(path, load_bytes(path))
     rec = index_records(data, sep, quoted=True)
     if len(rec) == 0:
         raise ContractViolation(path, f"empty {what}: the file has no lines", expected="a header row and data rows")
     header_line = int(rec.lines[0])
     header_text = rec.decoded(path, 0)
-    header = [h.strip() for h in next(csv.reader([header_text], delimiter=sep))]
+    try:
+        header = [h.strip() for h in next(csv.reader([header_text], delimiter=sep))]
+    except csv.Error as exc:  # e.g. a header cell over csv's 131,072-character field limit
+        raise ContractViolation(
+            path, f"unreadable header ({exc})", expected=f"a {sep_name(sep)}-separated header row", row=header_line
+        ) from None
     check_delimiter(path, header_text, sep, header_line, len(header))
+    check_column_names(path, header, header_line, max_columns=max_columns)
     body = rec.subset(slice(1, None))
     if len(body) == 0:
         raise ContractViolation(
@@ -121,11 +186,19 @@ def _locate_non_numeric(
         r, c = np.argwhere(bad)[0]
         raise ContractViolation(
             path,
-            f"non-numeric value {sub.iat[r, c]!r}",
+            f"non-numeric value {clip(sub.iat[r, c])}",
             expected=f"a number or a missing marker ({', '.join(repr(v) for v in na_values)})",
             row=int(lines[r]),
-            column=header[cols[c]],
+            column=column_label(header, cols[c]),
         )
+
+
+def column_label(header: Sequence[str], i: int) -> str:
+    """A column's name for a message: the header text (shortened), or its 1-based position when unnamed."""
+    name = header[i].strip()
+    if not name:
+        return str(i + 1)
+    return name if len(name) <= 60 else clip(name)
 
 
 def match_columns(
@@ -139,7 +212,11 @@ def match_columns(
     if dup.any():
         i = int(np.argmax(dup.to_numpy()))
         raise ContractViolation(
-            path, f"duplicate column {header[i]!r}", expected="unique column names", row=header_line, column=header[i]
+            path,
+            f"duplicate column {clip(header[i])}",
+            expected="unique column names",
+            row=header_line,
+            column=column_label(header, i),
         )
     keys = [h.strip().lower() for h in header]
     found: dict[str, int] = {}
@@ -151,10 +228,22 @@ def match_columns(
                 f"column {name!r} appears {len(pos)} times",
                 expected="each column once",
                 row=header_line,
-                column=header[pos[1]],
+                column=column_label(header, pos[1]),
             )
         if pos:
             found[name] = pos[0]
+    folded = pd.Series([k for k in keys if k])
+    clash = folded.duplicated()
+    if clash.any():  # extra columns too: DuckDB column names are case-insensitive
+        name = folded[clash].iloc[0]
+        i = next(j for j, k in enumerate(keys) if k == name and j != keys.index(name))
+        raise ContractViolation(
+            path,
+            f"column {clip(header[i])} repeats {clip(header[keys.index(name)])} (names differ only in case)",
+            expected="column names that are unique ignoring case",
+            row=header_line,
+            column=column_label(header, i),
+        )
     missing = [c for c in required if c not in found]
     if missing:
         raise ContractViolation(

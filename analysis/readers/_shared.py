@@ -23,10 +23,12 @@ from analysis.readers._text import (
     Records,
     base_name,
     check_delimiter,
+    clip,
     first_duplicate_pos,
     index_records,
     nth_sep,
     parse_cells,
+    short,
     split_fields,
     strip_bom,
 )
@@ -95,7 +97,7 @@ def read_shared_bytes(
     elif label not in lay.labels:
         raise ContractViolation(
             path,
-            f"label {label!r} is not in the file",
+            f"label {clip(label)} is not in the file",
             expected=f"one of the labels present: {', '.join(lay.labels)}",
             column="label",
         )
@@ -112,7 +114,7 @@ def read_shared_bytes(
         i = int(bad[0])
         raise ContractViolation(
             path,
-            f"numOtus {lead[sel[i], 2]!r} is not a whole number",
+            f"numOtus {clip(lead[sel[i], 2])} is not a whole number",
             expected="a non-negative integer",
             row=int(sub.lines[i]),
             column="numOtus",
@@ -123,7 +125,7 @@ def read_shared_bytes(
         i = int(differs[0])
         raise ContractViolation(
             path,
-            f"numOtus {num[i]} differs from {num[0]} on the first row of label {label!r}",
+            f"numOtus {num[i]} differs from {num[0]} on the first row of label {clip(label)}",
             expected="the same numOtus on every row of a label",
             row=int(sub.lines[i]),
             column="numOtus",
@@ -135,7 +137,7 @@ def read_shared_bytes(
         i = int(wrong[0])
         raise ContractViolation(
             path,
-            f"numOtus is {n_otus} but the row has {int(have[i])} OTU columns (group {groups[i]!r})",
+            f"numOtus is {n_otus} but the row has {int(have[i])} OTU columns (group {clip(groups[i])})",
             expected="numOtus equal to the number of OTU count columns",
             row=int(sub.lines[i]),
             column="numOtus",
@@ -146,16 +148,16 @@ def read_shared_bytes(
     if dup is not None:
         raise ContractViolation(
             path,
-            f"duplicate OTU column {otu_ids[dup]!r}",
+            f"duplicate OTU column {clip(otu_ids[dup])}",
             expected="unique OTU names",
             row=header_line,
-            column=otu_ids[dup],
+            column=short(otu_ids[dup]),
         )
     dup = first_duplicate_pos(groups)
     if dup is not None:
         raise ContractViolation(
             path,
-            f"duplicate group {groups[dup]!r} within label {label!r}",
+            f"duplicate group {clip(groups[dup])} within label {clip(label)}",
             expected="one row per group and label",
             row=int(sub.lines[dup]),
             column="Group",
@@ -199,7 +201,7 @@ def _otu_names(
         i = int(np.argmax(which != which[0]))
         raise ContractViolation(
             path,
-            f"a header line interrupts the rows of label {label!r}",
+            f"a header line interrupts the rows of label {clip(label)}",
             expected="one header before a label block",
             row=int(lay.rec.lines[sel[i]]),
         )

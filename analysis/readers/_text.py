@@ -19,8 +19,9 @@ Every rejection is an :class:`analysis.errors.ContractViolation` naming the file
 
 from __future__ import annotations
 
-import gzip
+import codecs
 import io
+import re
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from analysis.contract import MAX_DECOMPRESSED_BYTES, TEXT_ENCODING_TOKENS
 from analysis.errors import ContractViolation
 
 try:  # pyarrow is optional: it is the fastest single-column parser here, pandas' C parser is the fallback.
@@ -45,6 +47,12 @@ HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # legacy binary Excel (.xls)
 UTF8_BOM = b"\xef\xbb\xbf"
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+#: What a text export may be (``analysis.contract.TEXT_ENCODING_TOKENS``), for rejection messages.
+ACCEPTED_TEXT = (
+    "UTF-8 text (a byte-order mark is allowed), UTF-16 with a byte-order mark, "
+    "or GB18030/GBK declared in the file name (e.g. 'ae.gb18030.csv')"
+)
 
 TAB, LF, CR, QUOTE = 9, 10, 13, 34
 _SEP_NAMES = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}
@@ -69,14 +77,49 @@ def read_raw(path: str | Path) -> bytes:
         raise ContractViolation(path, f"cannot read file ({exc.strerror or exc})") from None
 
 
-def gunzip(path: str | Path, raw: bytes) -> bytes:
-    """Decompress a gzip member chain completely, or reject the file (never return a truncated prefix)."""
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise ContractViolation(
-            path, f"corrupt or truncated gzip data ({exc})", expected="a complete gzip file"
-        ) from None
+def gunzip(path: str | Path, raw: bytes, limit: int | None = None) -> bytes:
+    """Decompress a gzip member chain completely, or reject the file (never return a truncated prefix).
+
+    Output is bounded by ``limit`` (default ``analysis.contract.MAX_DECOMPRESSED_BYTES``): zlib is asked
+    for at most ``limit + 1`` bytes, so a gzip bomb is refused after at most that much work and memory.
+    zlib checks each member's CRC-32 and length (``wbits=31``); trailing NUL padding is allowed, as gzip does.
+    """
+    limit = MAX_DECOMPRESSED_BYTES if limit is None else limit
+    parts: list[bytes] = []
+    total = 0
+    rest = raw
+    while True:
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            out = inflater.decompress(rest, limit - total + 1)
+        except zlib.error as exc:
+            raise ContractViolation(
+                path, f"corrupt or truncated gzip data ({exc})", expected="a complete gzip file"
+            ) from None
+        total += len(out)
+        if total > limit:
+            raise ContractViolation(
+                path,
+                f"gzip data expands beyond {limit:,} bytes (a decompression bomb or an export too large to load)",
+                expected=f"at most {limit:,} bytes once decompressed",
+            )
+        if not inflater.eof:
+            raise ContractViolation(
+                path,
+                "corrupt or truncated gzip data (the stream ends before its end-of-stream marker)",
+                expected="a complete gzip file",
+            )
+        parts.append(out)
+        rest = inflater.unused_data.lstrip(b"\x00")
+        if not rest:
+            break
+        if rest[:2] != GZIP_MAGIC:
+            raise ContractViolation(
+                path,
+                f"corrupt or truncated gzip data ({len(rest)} bytes of trailing garbage after the gzip stream)",
+                expected="a complete gzip file",
+            )
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def load_bytes(path: str | Path) -> bytes:
@@ -97,6 +140,162 @@ def load_bytes(path: str | Path) -> bytes:
 def strip_bom(data: bytes) -> bytes:
     # Excel and some LIMS write a UTF-8 byte-order mark; it must not become part of the first column name.
     return data[3:] if data.startswith(UTF8_BOM) else data
+
+
+def clip(value: object, limit: int = 60) -> str:
+    """``repr`` of a delivered value, shortened: a 10 MB field must not flood a message or the load manifest."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(value) if isinstance(value, str | bytes) else len(text)} characters)"
+
+
+def short(name: object, limit: int = 120) -> str:
+    """A delivered name used as a rejection's column: shortened, and never empty."""
+    text = str(name)
+    if not text.strip():
+        return f"(unnamed: {text!r})"
+    return text if len(text) <= limit else clip(text, limit)
+
+
+# ---------------------------------------------------------------------------------------------- encodings
+
+
+def declared_encoding(path: str | Path) -> str | None:
+    """The encoding a file name declares with a token of ``analysis.contract.TEXT_ENCODING_TOKENS``."""
+    tokens = set(re.split(r"[^a-z0-9]+", base_name(path)))
+    found = sorted({TEXT_ENCODING_TOKENS[t] for t in tokens & TEXT_ENCODING_TOKENS.keys()})
+    return found[0] if found else None
+
+
+def transcode(path: str | Path, data: bytes) -> bytes:
+    """UTF-16 with a byte-order mark, or a declared GB18030 file, as UTF-8 bytes; anything else unchanged.
+
+    Encodings are never guessed (contract: ``TEXT_ENCODING_TOKENS``): GBK bytes also decode as Latin-1
+    or as damaged UTF-8, so only a BOM or the file name may say a file is not UTF-8.
+    """
+    if data[:2] in UTF16_BOMS:
+        return _transcode(path, data, "utf-16")  # the BOM says the byte order and is consumed
+    encoding = declared_encoding(path)
+    if encoding is None or data.isascii():
+        return data
+    if data.startswith(UTF8_BOM) or _utf8_error(data) is None:
+        # A UTF-8 file under a GB18030 name would be silently turned into mojibake: refuse to pick one.
+        raise ContractViolation(
+            path,
+            f"the file name declares {encoding.upper()} but the content is valid UTF-8",
+            expected=f"{encoding.upper()} text, or UTF-8 text under a name without the encoding token",
+        )
+    return _transcode(path, data, encoding)
+
+
+def _transcode(path: str | Path, data: bytes, encoding: str) -> bytes:
+    try:
+        return data.decode(encoding).encode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].decode(encoding, errors="replace").count("\n") + 1
+        raise ContractViolation(
+            path,
+            f"text is not valid {encoding.upper()} at byte {exc.start} (byte {data[exc.start]:#04x})",
+            expected=ACCEPTED_TEXT,
+            row=line,
+        ) from None
+
+
+def _utf8_error(data: bytes, chunk: int = 1 << 23) -> int | None:
+    """Offset of the first byte that is not UTF-8, or None; decoded in 8 MiB chunks so no big str is built."""
+    if data.isascii():
+        return None
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    for off in range(0, len(data), chunk):
+        pending = len(decoder.getstate()[0])
+        try:
+            decoder.decode(data[off : off + chunk], final=off + chunk >= len(data))
+        except UnicodeDecodeError as exc:
+            return off - pending + exc.start
+    return None
+
+
+def _decodes_as(data: bytes, encoding: str) -> bool:
+    decoder = codecs.getincrementaldecoder(encoding)("strict")
+    try:
+        for off in range(0, len(data), 1 << 23):
+            decoder.decode(data[off : off + (1 << 23)], final=off + (1 << 23) >= len(data))
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def check_utf8_text(path: str | Path, data: bytes) -> bytes:
+    """Text as the contract allows it, UTF-8 byte-order mark removed; else a rejection naming byte and line.
+
+    Rejected: bytes that are not UTF-8 (with a hint when they decode as GB18030, the usual Chinese Windows
+    export), embedded NUL bytes (binary content, or UTF-16 without its byte-order mark) and classic Mac OS
+    CR-only line ends (the contract allows LF and CRLF).
+    """
+    data = strip_bom(data)
+    if looks_utf16(data):
+        raise ContractViolation(
+            path,
+            "embedded NUL bytes: this looks like UTF-16 text without a byte-order mark",
+            expected=ACCEPTED_TEXT,
+            row=1,
+        )
+    bad = _utf8_error(data)
+    if bad is not None:
+        line = data.count(b"\n", 0, bad) + 1
+        hint = ""
+        if b"\x00" not in data and _decodes_as(data, "gb18030"):
+            hint = (
+                "; it decodes as GBK/GB18030: if this export is GBK, declare it with an encoding token in the "
+                f"file name (e.g. '{_with_token(path)}') or export it as UTF-8"
+            )
+        raise ContractViolation(
+            path,
+            f"text is not valid UTF-8 at byte {bad} (byte {data[bad]:#04x}, line {line}){hint}",
+            expected=ACCEPTED_TEXT,
+            row=line,
+        )
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        line = data.count(b"\n", 0, nul) + 1
+        raise ContractViolation(
+            path, f"embedded NUL byte at byte {nul} (binary content, not text)", expected=ACCEPTED_TEXT, row=line
+        )
+    if b"\n" not in data and b"\r" in data.rstrip(b"\r"):
+        raise ContractViolation(
+            path,
+            "lines end in CR only (classic Mac OS line ends)",
+            expected="lines ending in LF or CRLF",
+            row=1,
+        )
+    return data
+
+
+_PRINTABLE = frozenset(b"\t\n\r" + bytes(range(0x20, 0x7F)))
+
+
+def looks_utf16(data: bytes) -> bool:
+    """Text in UTF-16 without a byte-order mark: in the head, one byte of each pair is mostly NUL and the other
+    mostly printable ASCII (CSV/TSV exports are mostly ASCII). Binary data with NULs does not look like that."""
+    head = data[:4096]
+    if len(head) < 8:
+        return False
+    even, odd = head[0::2], head[1::2]
+    zeros, text = (odd, even) if odd.count(0) >= even.count(0) else (even, odd)
+    printable = sum(b in _PRINTABLE for b in text)
+    return zeros.count(0) * 10 >= len(zeros) * 8 and printable * 10 >= len(text) * 8
+
+
+def to_utf8(path: str | Path, data: bytes) -> bytes:
+    """Apply the contract's text policy: :func:`transcode` then :func:`check_utf8_text`."""
+    return check_utf8_text(path, transcode(path, data))
+
+
+def _with_token(path: str | Path) -> str:
+    name = Path(str(path)).name
+    stem, dot, ext = name.partition(".")
+    return f"{stem}.gb18030.{ext}" if dot else f"{name}.gb18030"
 
 
 def base_name(path: str | Path) -> str:
@@ -248,6 +447,14 @@ def nth_sep(rec: Records, k: int, sep: str, from_end: bool = False) -> np.ndarra
             keep.append(part[~found & ((en - st) > width)])  # not found yet and the record is longer
         todo = np.concatenate(keep)
         width *= 8
+        if width > (1 << 15) and len(todo):
+            # A few records with very long leading/trailing fields (a 10 MB pasted value): scan each directly,
+            # in memory proportional to the record, instead of widening a (records x width) window further.
+            for i in todo:
+                hits = np.flatnonzero(a[s[i] : e[i]] == code)
+                if len(hits) >= k:
+                    out[i] = s[i] + (hits[-k] if from_end else hits[k - 1])
+            break
     return out
 
 
@@ -255,6 +462,10 @@ def gather(a: np.ndarray, starts: np.ndarray, ends: np.ndarray, terminator: int 
     """Concatenate byte ranges, each followed by ``terminator`` (for small, text-valued ranges)."""
     lens = np.maximum(ends - starts, 0)
     total = int(lens.sum())
+    if len(lens) <= 4096 or total > 256 * len(lens):
+        # few or long ranges (e.g. one 10 MB field): slicing beats per-byte index arrays (8 bytes per byte)
+        term = bytes([terminator])
+        return b"".join(a[st:en].tobytes() + term for st, en in zip(starts.tolist(), ends.tolist(), strict=True))
     out = np.full(total + len(lens), terminator, dtype=np.uint8)
     if total:
         pos = np.arange(total, dtype=np.int64)
@@ -477,7 +688,7 @@ def parse_cells(
         # An empty cell earlier in the file would shift positions: the slow path names it first if present.
         _locate_bad_token(path, rec, core_starts, core_ends, col_names, what, row_labels, r + 1)
         raise _cell_error(
-            path, rec, r, c, col_names, row_labels, f"{result.problem} {what} {result.value!r}", result.expected
+            path, rec, r, c, col_names, row_labels, f"{result.problem} {what} {clip(result.value)}", result.expected
         )
     nz = result
     is_int = nz.vals.dtype.kind in "iu" or nz.integral
@@ -509,8 +720,8 @@ def integral_or_float(vals: np.ndarray, allow_float: bool, error) -> tuple[np.nd
 
 
 def _cell_error(path, rec: Records, r, c, col_names, row_labels, problem: str, expected: str):
-    who = f" (row {row_labels[r]!r})" if row_labels is not None else ""
-    return ContractViolation(path, problem + who, expected=expected, row=int(rec.lines[r]), column=str(col_names[c]))
+    who = f" (row {clip(row_labels[r])})" if row_labels is not None else ""
+    return ContractViolation(path, problem + who, expected=expected, row=int(rec.lines[r]), column=short(col_names[c]))
 
 
 def _locate_bad_token(path, rec: Records, core_starts, core_ends, col_names, what, row_labels, upto: int) -> None:
@@ -533,7 +744,7 @@ def _locate_bad_token(path, rec: Records, core_starts, core_ends, col_names, wha
             k = int(bad[0])
             r, c = lo + k // ncol, k % ncol
             tok = s.iloc[k]
-            problem = f"empty {what} cell" if tok.strip() == "" else f"non-numeric {what} {tok!r}"
+            problem = f"empty {what} cell" if tok.strip() == "" else f"non-numeric {what} {clip(tok)}"
             raise _cell_error(path, rec, r, c, col_names, row_labels, problem, "a number")
 
 

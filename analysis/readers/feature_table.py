@@ -20,11 +20,16 @@ from analysis.readers._text import (
     GZIP_MAGIC,
     HDF5_MAGIC,
     OLE2_MAGIC,
+    UTF16_BOMS,
     ZIP_MAGICS,
     base_name,
+    check_utf8_text,
+    declared_encoding,
     gunzip,
+    looks_utf16,
     read_raw,
     strip_bom,
+    transcode,
 )
 from analysis.readers.tables import FEATURE_TABLE_FORMATS, FeatureTable
 
@@ -35,6 +40,10 @@ FORMAT_ALIASES: dict[str, tuple[str, ...]] = {
     "relabund": ("shared",),
     **{f: (f,) for f in FEATURE_TABLE_FORMATS},
 }
+
+
+#: Formats that are text (the contract's encoding rules apply); the others are HDF5 or zip containers.
+TEXT_FORMATS: frozenset[str] = frozenset({"biom-json", "shared", "tsv"})
 
 
 def _is_hdf5(head: bytes) -> bool:
@@ -65,7 +74,15 @@ def _sniff(path: str | Path, raw: bytes) -> str:
     head = strip_bom(raw[:65536]).lstrip()
     if head[:1] == b"{":
         return "biom-json"
-    if b"\x00" in head:
+    nul = head.find(b"\x00")
+    if looks_utf16(head):
+        raise ContractViolation(
+            path,
+            "embedded NUL bytes: this looks like UTF-16 text without a byte-order mark",
+            expected="UTF-8 text, or UTF-16 with a byte-order mark",
+            row=1,
+        )
+    if nul >= 0 and b"\n" not in head[:nul]:  # after a first line of text it is text with a NUL: named by line
         raise ContractViolation(
             path,
             "binary content that is not HDF5, zip or gzip",
@@ -83,7 +100,14 @@ def _sniff(path: str | Path, raw: bytes) -> str:
 def _headerless_shared(first: bytes) -> bool:
     """Old mothur files have no header: ``label<TAB>group<TAB>numOtus<TAB>counts...``."""
     parts = first.split(b"\t")
-    return len(parts) >= 3 and parts[2].isdigit() and int(parts[2]) == len(parts) - 3 and not first.startswith(b"#")
+    # the length guard keeps int() away from Python's 4,300-digit limit on hostile input
+    return (
+        len(parts) >= 3
+        and 0 < len(parts[2]) <= 18
+        and parts[2].isdigit()
+        and int(parts[2]) == len(parts) - 3
+        and not first.startswith(b"#")
+    )
 
 
 def _load(path: str | Path) -> tuple[str, bytes | None]:
@@ -106,7 +130,12 @@ def _load(path: str | Path) -> tuple[str, bytes | None]:
         )
     elif base_name(path).endswith(".qza") and raw[:4] not in ZIP_MAGICS:
         raise ContractViolation(path, "not a zip archive", expected="a QIIME 2 artifact (.qza is a zip file)")
-    return _sniff(path, raw), raw
+    if raw[:2] in UTF16_BOMS or declared_encoding(path):
+        raw = transcode(path, raw)  # UTF-16 (BOM) or declared GB18030 text is sniffed and read as UTF-8
+    fmt = _sniff(path, raw)
+    if fmt in TEXT_FORMATS:
+        raw = check_utf8_text(path, raw)  # the contract's encoding, NUL and line-end rules, naming the line
+    return fmt, raw
 
 
 def detect_format(path: str | Path) -> str:

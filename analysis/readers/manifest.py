@@ -14,8 +14,8 @@ import pandas as pd
 
 from analysis.contract import SEQ_MANIFEST_OPTIONAL, SEQ_MANIFEST_REQUIRED, SEQ_SAMPLE_ROLES
 from analysis.errors import ContractViolation
-from analysis.readers._csv import match_columns, read_delimited
-from analysis.readers._text import first_duplicate_pos
+from analysis.readers._csv import column_label, match_columns, read_delimited
+from analysis.readers._text import clip, first_duplicate_pos
 
 
 def read_seq_manifest(path: str | Path) -> pd.DataFrame:
@@ -34,16 +34,16 @@ def read_seq_manifest(path: str | Path) -> pd.DataFrame:
             "empty sample_id",
             expected="a sequencing sample id",
             row=int(t.lines[blank[0]]),
-            column=t.header[cols["sample_id"]],
+            column=column_label(t.header, cols["sample_id"]),
         )
     dup = first_duplicate_pos(ids.tolist())
     if dup is not None:
         raise ContractViolation(
             path,
-            f"duplicate sample_id {ids[dup]!r}",
+            f"duplicate sample_id {clip(ids[dup])}",
             expected="one row per sample",
             row=int(t.lines[dup]),
-            column=t.header[cols["sample_id"]],
+            column=column_label(t.header, cols["sample_id"]),
         )
     role = out["sample_role"].str.strip().str.upper()
     bad = np.flatnonzero(~role.isin(SEQ_SAMPLE_ROLES).to_numpy())
@@ -51,10 +51,10 @@ def read_seq_manifest(path: str | Path) -> pd.DataFrame:
         i = int(bad[0])
         raise ContractViolation(
             path,
-            f"unknown sample_role {out['sample_role'].iat[i]!r}",
+            f"unknown sample_role {clip(out['sample_role'].iat[i])}",
             expected=f"one of {', '.join(SEQ_SAMPLE_ROLES)}",
             row=int(t.lines[i]),
-            column=t.header[cols["sample_role"]],
+            column=column_label(t.header, cols["sample_role"]),
         )
     no_barcode = np.flatnonzero((role.eq("SAMPLE") & out["specimen_barcode"].str.strip().eq("")).to_numpy())
     if len(no_barcode):
@@ -64,7 +64,7 @@ def read_seq_manifest(path: str | Path) -> pd.DataFrame:
             "a SAMPLE row has no specimen_barcode",
             expected="the specimen barcode from the biospecimen log",
             row=int(t.lines[i]),
-            column=t.header[cols["specimen_barcode"]],
+            column=column_label(t.header, cols["specimen_barcode"]),
         )
     return out
 

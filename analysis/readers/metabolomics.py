@@ -30,8 +30,8 @@ from analysis.contract import (
     MTB_SAMPLE_TYPES,
 )
 from analysis.errors import ContractViolation
-from analysis.readers._csv import match_columns, read_delimited
-from analysis.readers._text import first_duplicate_pos
+from analysis.readers._csv import MAX_TABLE_COLUMNS, column_label, match_columns, read_delimited
+from analysis.readers._text import clip, first_duplicate_pos
 
 #: Intensity cells that mean "not measured / not detected" (missing, never zero).
 MTB_MISSING_INTENSITY: tuple[str, ...] = ("", "NA", "ND", "N/A", "NaN", "nan")
@@ -68,7 +68,12 @@ def read_metabolomics_table(path: str | Path, sep: str | None = None) -> Metabol
         return [i for i, h in enumerate(header) if h.strip().lower() not in _ANNOTATION_KEYS]
 
     t = read_delimited(
-        path, sep, float_columns=intensity_positions, na_values=MTB_MISSING_INTENSITY, what="feature table"
+        path,
+        sep,
+        float_columns=intensity_positions,
+        na_values=MTB_MISSING_INTENSITY,
+        what="feature table",
+        max_columns=MAX_TABLE_COLUMNS,
     )
     inj_pos = intensity_positions(t.header)
     injections = [t.header[i] for i in inj_pos]
@@ -76,10 +81,10 @@ def read_metabolomics_table(path: str | Path, sep: str | None = None) -> Metabol
     if dup is not None:
         raise ContractViolation(
             path,
-            f"duplicate injection column {injections[dup]!r}",
+            f"duplicate injection column {clip(injections[dup])}",
             expected="each injection once",
             row=t.header_line,
-            column=injections[dup],
+            column=column_label(t.header, inj_pos[dup]),
         )
     cols = match_columns(path, t.header, MTB_FEATURE_REQUIRED, MTB_FEATURE_OPTIONAL, t.header_line)
     if not injections:
@@ -101,7 +106,11 @@ def read_metabolomics_table(path: str | Path, sep: str | None = None) -> Metabol
         if mask.any():
             i = int(np.argmax(mask))
             raise ContractViolation(
-                path, problem(ann[name].iat[i]), expected=expected, row=int(lines[i]), column=t.header[cols[name]]
+                path,
+                problem(ann[name].iat[i]),
+                expected=expected,
+                row=int(lines[i]),
+                column=column_label(t.header, cols[name]),
             )
 
     fid = ann["feature_id"].astype(str)
@@ -110,14 +119,14 @@ def read_metabolomics_table(path: str | Path, sep: str | None = None) -> Metabol
     reject(
         ~mode.isin(MTB_ION_MODES).to_numpy(),
         "ion_mode",
-        lambda v: f"unknown ion mode {v!r}",
+        lambda v: f"unknown ion mode {clip(v)}",
         f"one of {', '.join(MTB_ION_MODES)}",
     )
     key_dup = pd.DataFrame({"f": fid, "m": mode}).duplicated().to_numpy()
     reject(
         key_dup,
         "feature_id",
-        lambda v: f"duplicate feature_id {v!r} within its ion mode",
+        lambda v: f"duplicate feature_id {clip(v)} within its ion mode",
         "each feature_id once per ion mode",
     )
     for name, lower in (("mz", 0.0), ("rt_min", 0.0)):
@@ -126,7 +135,7 @@ def read_metabolomics_table(path: str | Path, sep: str | None = None) -> Metabol
         reject(
             bad,
             name,
-            lambda v, n=name: f"{n} {v!r} is not a valid number",
+            lambda v, n=name: f"{n} {clip(v)} is not a valid number",
             "a positive m/z" if name == "mz" else "a retention time in minutes (>= 0)",
         )
 
@@ -140,7 +149,11 @@ def read_metabolomics_table(path: str | Path, sep: str | None = None) -> Metabol
         if mask.any():
             r, c = np.argwhere(mask)[0]
             raise ContractViolation(
-                path, f"{problem} {vals[r, c].item()!r}", expected=expected, row=int(lines[r]), column=injections[c]
+                path,
+                f"{problem} {clip(vals[r, c].item())}",
+                expected=expected,
+                row=int(lines[r]),
+                column=column_label(t.header, inj_pos[c]),
             )
     ann["source_row"] = lines
     return MetaboliteTable(ann, injections, np.ascontiguousarray(vals.T), lines, str(path))
@@ -162,17 +175,21 @@ def read_injection_list(path: str | Path, sep: str | None = None) -> pd.DataFram
         if mask.any():
             i = int(np.argmax(mask))
             raise ContractViolation(
-                path, problem(out[name].iat[i]), expected=expected, row=int(lines[i]), column=t.header[cols[name]]
+                path,
+                problem(out[name].iat[i]),
+                expected=expected,
+                row=int(lines[i]),
+                column=column_label(t.header, cols[name]),
             )
 
     inj = out["injection_id"].astype(str)
     reject(inj.str.strip().eq(""), "injection_id", lambda v: "empty injection_id", "an injection id")
-    reject(inj.duplicated(), "injection_id", lambda v: f"duplicate injection_id {v!r}", "each injection once")
+    reject(inj.duplicated(), "injection_id", lambda v: f"duplicate injection_id {clip(v)}", "each injection once")
     stype = out["sample_type"].astype(str).str.strip().str.upper()
     reject(
         ~stype.isin(MTB_SAMPLE_TYPES),
         "sample_type",
-        lambda v: f"unknown sample_type {v!r}",
+        lambda v: f"unknown sample_type {clip(v)}",
         f"one of {', '.join(MTB_SAMPLE_TYPES)}",
     )
     matrix = out["matrix"].astype(str).str.strip().str.upper()
@@ -180,7 +197,7 @@ def read_injection_list(path: str | Path, sep: str | None = None) -> pd.DataFram
     reject(
         ~matrix.isin(MTB_MATRICES) & (is_sample | matrix.ne("")),
         "matrix",
-        lambda v: f"unknown matrix {v!r}",
+        lambda v: f"unknown matrix {clip(v)}",
         f"one of {', '.join(MTB_MATRICES)} (may be empty only for QC and BLANK)",
     )
     reject(
@@ -193,7 +210,7 @@ def read_injection_list(path: str | Path, sep: str | None = None) -> pd.DataFram
     reject(
         ~np.isfinite(ro) | (ro != np.floor(np.nan_to_num(ro))) | (ro < 0),
         "run_order",
-        lambda v: f"run_order {v!r} is not a whole number",
+        lambda v: f"run_order {clip(v)} is not a whole number",
         "a non-negative integer injection order",
     )
     out["run_order"] = pd.array(ro.astype(np.int64), dtype="Int64")

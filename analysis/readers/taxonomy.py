@@ -30,18 +30,20 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import ContractViolation
-from analysis.readers._biom import QZA_TAXONOMY_TYPES, open_qza
+from analysis.readers._biom import QZA_TAXONOMY_TYPES, open_qza, read_member
 from analysis.readers._text import (
     GZIP_MAGIC,
     ZIP_MAGICS,
     check_delimiter,
+    clip,
     first_duplicate_pos,
     gunzip,
     index_records,
     ragged_error,
     read_raw,
+    short,
     split_fields,
-    strip_bom,
+    to_utf8,
 )
 
 RANKS: tuple[str, ...] = ("domain", "phylum", "class", "order", "family", "genus", "species")
@@ -147,7 +149,7 @@ def _taxonomy_bytes(path: str | Path) -> bytes:
                 expected=f"{root}/data/taxonomy.tsv",
                 column="data/taxonomy.tsv",
             )
-        return zf.read(names[0])
+        return read_member(path, zf, names[0])
     return raw
 
 
@@ -157,7 +159,7 @@ def read_taxonomy_table(path: str | Path) -> pd.DataFrame:
     ``taxonomy`` is the string as delivered; ``size`` (mothur ``Size``, nullable Int64) and ``confidence``
     (QIIME 2, nullable Float64) are NA when the file has no such column; ``source_row`` is the 1-based line.
     """
-    data = strip_bom(_taxonomy_bytes(path))
+    data = to_utf8(path, _taxonomy_bytes(path))
     rec = index_records(data, "\t")
     if len(rec) == 0:
         raise ContractViolation(
@@ -199,15 +201,19 @@ def read_taxonomy_table(path: str | Path) -> pd.DataFrame:
     if dup is not None:
         raise ContractViolation(
             path,
-            f"duplicate feature id {ids[dup]!r}",
+            f"duplicate feature id {clip(ids[dup])}",
             expected="one row per feature",
             row=int(body.lines[dup]),
-            column=header[id_pos],
+            column=short(header[id_pos]),
         )
     blank = np.flatnonzero(ids == "")
     if len(blank):
         raise ContractViolation(
-            path, "empty feature id", expected="a feature id", row=int(body.lines[blank[0]]), column=header[id_pos]
+            path,
+            "empty feature id",
+            expected="a feature id",
+            row=int(body.lines[blank[0]]),
+            column=short(header[id_pos]),
         )
     size = pd.array([pd.NA] * len(ids), dtype="Int64")
     if size_pos is not None:
@@ -235,7 +241,7 @@ def _numbers(path, body, col: np.ndarray, name: str, integer: bool):
         i = int(np.argmax(bad))
         raise ContractViolation(
             path,
-            f"{name} {col[i]!r} is not a {'count' if integer else 'number'}",
+            f"{name} {clip(col[i])} is not a {'count' if integer else 'number'}",
             expected="a non-negative integer" if integer else "a number",
             row=int(body.lines[i]),
             column=name,
