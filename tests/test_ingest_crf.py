@@ -234,3 +234,20 @@ def test_landing_files_are_never_modified(landing: Path, tmp_path: Path) -> None
     load_family(con, landing, "crf")
     load_family(con, landing, "crf")
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in landing.rglob("*") if p.is_file()} == before
+
+
+def test_extra_column_names_are_quoted_not_executed(tmp_path) -> None:
+    """A delivered header is untrusted text: widening the raw table must quote it, never run it as SQL."""
+    import duckdb
+    import pandas as pd
+
+    from analysis.ingest.loader import _insert_frame
+
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    con.execute("create schema raw; create table raw.t (a varchar); create table raw.keep (x integer)")
+    hostile = 'b" varchar); drop table raw.keep; --'
+    _insert_frame(con, "t", pd.DataFrame({"a": ["1"], hostile: ["2"], "A2": ["3"]}))
+    assert con.execute("select count(*) from raw.keep").fetchone() == (0,)  # still there
+    columns = [r[0] for r in con.execute("select column_name from information_schema.columns where table_name='t'").fetchall()]
+    assert hostile in columns
+    assert con.execute(f'select "{hostile.replace(chr(34), chr(34) * 2)}" from raw.t').fetchone() == ("2",)

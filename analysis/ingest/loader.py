@@ -69,11 +69,15 @@ def new_load_id() -> str:
 
 def _insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame | pa.Table) -> None:
     """Insert by column name, widening the raw table with any extra delivered column (kept as text)."""
-    existing = set(table_columns(con, table))
+    # DuckDB identifiers are case-insensitive, and a delivered header is untrusted text: compare folded and quote
+    # with doubled quotes so a header can never close the identifier and inject SQL.
+    existing = {c.casefold() for c in table_columns(con, table)}
     names = frame.column_names if isinstance(frame, pa.Table) else list(frame.columns)
     for name in names:
-        if name not in existing:
-            con.execute(f'alter table raw.{table} add column "{name}" VARCHAR')
+        if name.casefold() not in existing:
+            quoted = '"' + name.replace('"', '""') + '"'
+            con.execute(f"alter table raw.{table} add column {quoted} VARCHAR")
+            existing.add(name.casefold())
     con.register("_incoming", frame)
     try:
         con.execute(f"insert into raw.{table} by name select * from _incoming")

@@ -171,6 +171,9 @@ def _read_body(
                 sep=sep,
                 header=None,
                 names=list(range(width)),
+                # Without it pandas silently turns surplus leading fields of the first row into an index,
+                # shifting every column; with it a too-long row is a ParserError (rejected below).
+                index_col=False,
                 skiprows=skiprows,
                 dtype=types,
                 na_values=list(NA_STRINGS),
