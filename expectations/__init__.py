@@ -1,4 +1,5 @@
-"""Data-quality suites (great-expectations 1.x) as code, and the runner that validates warehouse tables."""
+"""Data-quality suites (great-expectations 1.x) as code, the runner that validates warehouse tables, the Data Docs
+index (:mod:`expectations.datadocs`) and the quarantine (:mod:`expectations.quarantine`). See docs/quality.md."""
 
 from expectations.runner import FailedExpectation, QualityRunner, SuiteSpec, ValidationSummary
 
