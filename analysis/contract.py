@@ -12,6 +12,8 @@ Landing folder layout (any file may also arrive gzipped, ``<name>.gz``)::
                                           .shared (+ .cons.taxonomy), or classic .tsv/.txt (#OTU ID ... taxonomy)
       sequencing/<batch>/manifest.csv     sequencing sample id -> specimen barcode and sample role
       sequencing/<batch>/taxonomy.tsv     optional: Feature ID, Taxon[, Confidence] (QIIME 2 style)
+      sequencing/<batch>/tree.nwk         optional: phylogeny of the features (Newick .nwk/.tre/.tree/.newick, or a
+                                          QIIME 2 rooted-tree.qza); every feature of the table must be a tip
       metabolomics/<batch>/features.csv   wide feature table: annotation columns + one intensity column per injection
       metabolomics/<batch>/injections.csv injection list: which column is a sample, a pooled QC or a blank
 
@@ -268,6 +270,12 @@ SEQ_TABLE_SUFFIXES: dict[str, str] = {
     ".txt": "tsv",
 }
 SEQ_TAXONOMY_FILES: tuple[str, ...] = (".cons.taxonomy", "taxonomy.tsv")
+#: Optional phylogenetic tree of a batch's features (for UniFrac): Newick file endings (gzip allowed) ...
+SEQ_TREE_SUFFIXES: dict[str, str] = {".nwk": "newick", ".tre": "newick", ".tree": "newick", ".newick": "newick"}
+#: ... or a QIIME 2 tree artifact named ``*tree.qza`` (``rooted-tree.qza``), by type: True = rooted. Unrooted
+#: trees are midpoint-rooted where used (``analysis.readers.tree``).
+SEQ_TREE_QZA_SUFFIX: str = "tree.qza"
+SEQ_TREE_QZA_TYPES: dict[str, bool] = {"Phylogeny[Rooted]": True, "Phylogeny[Unrooted]": False}
 
 # ---------------------------------------------------------------------------------------------- metabolomics
 

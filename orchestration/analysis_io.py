@@ -6,11 +6,15 @@ Writes are atomic per call: every table of one :func:`write_tables` call is repl
 (``create or replace table analysis.<name> as select * from <frame>``), so a reader never sees some tables of a
 computation next to stale ones of the previous run, and a failed computation leaves the previous tables intact.
 Datetime columns holding dates only are stored as ``DATE``.
+
+:func:`table_metadata` is the materialisation metadata every analysis asset attaches to each table it writes (row
+count, column schema, a small markdown preview), so the UI shows the same things for every table.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -18,6 +22,10 @@ import pandas as pd
 from analysis import endpoints as ep
 
 ANALYSIS_SCHEMA = "analysis"
+#: Rows shown in the markdown preview of an analysis table in the Dagster UI.
+PREVIEW_ROWS = 10
+#: Columns shown in the preview (wider tables are cut, with a note, so the preview stays readable).
+PREVIEW_COLUMNS = 12
 #: Where NACT start dates are read from when ``adsl`` has no ``nact_date`` (older warehouses; see :func:`read_marts`).
 THERAPY_SOURCES: tuple[tuple[str, str], ...] = (("marts", "subsequent_therapy"),)
 
@@ -123,3 +131,35 @@ def read_analysis(con: duckdb.DuckDBPyConnection, names: Iterable[str]) -> dict[
             "run `guttrial build` (the endpoint assets write them)"
         )
     return {n: con.execute(f"select * from {ANALYSIS_SCHEMA}.{_quote(n)}").df() for n in names}
+
+
+def preview_markdown(frame: pd.DataFrame, rows: int = PREVIEW_ROWS, columns: int = PREVIEW_COLUMNS) -> str:
+    """The first ``rows`` rows (and ``columns`` columns) as a markdown table, floats to 4 decimals."""
+    if frame.empty:
+        return "_empty table_" + (f" (columns: {', '.join(map(str, frame.columns))})" if len(frame.columns) else "")
+    head = frame.iloc[:rows, :columns].copy()
+    for col in head.columns:
+        if pd.api.types.is_float_dtype(head[col]):
+            head[col] = head[col].round(4)
+    text = head.to_markdown(index=False)
+    notes = []
+    if len(frame) > rows:
+        notes.append(f"first {rows} of {len(frame):,} rows")
+    if len(frame.columns) > columns:
+        notes.append(f"first {columns} of {len(frame.columns)} columns")
+    return text + (f"\n\n_{'; '.join(notes)}_" if notes else "")
+
+
+def table_metadata(frame: pd.DataFrame, rows: int = PREVIEW_ROWS) -> dict[str, Any]:
+    """Materialisation metadata for one analysis table: ``dagster/row_count``, ``dagster/column_schema`` (which
+    the UI shows as the table's columns) and a markdown ``preview``."""
+    # Imported here so the command line (``guttrial endpoints``) reads the warehouse without loading Dagster.
+    import dagster as dg
+
+    return {
+        "dagster/row_count": dg.MetadataValue.int(len(frame)),
+        "dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn(str(c), str(t)) for c, t in frame.dtypes.items()]
+        ),
+        "preview": dg.MetadataValue.md(preview_markdown(frame, rows)),
+    }

@@ -213,6 +213,7 @@ def _add_pca(sub: argparse._SubParsersAction) -> None:
 def cmd_pca(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from analysis import safe_csv
     from analysis.errors import ContractViolation
     from analysis.ingest.mtb_vendors import MODE_FROM_NAME_ONLY, detect_export, ion_mode_from_name
     from analysis.metabolomics.pca import format_importance, prcomp
@@ -268,17 +269,22 @@ def cmd_pca(args: argparse.Namespace) -> int:
     loadings = pca.loadings_frame().rename(columns={"feature_id": "feature"})
     names = prepared.features[["ion_mode", "feature_id", "name"]].reset_index(drop=True)
     loadings = pd.concat([loadings.iloc[:, :1], names, loadings.iloc[:, 1:]], axis=1)
-    scores.to_csv(out / "scores.csv", index=False)
-    loadings.to_csv(out / "loadings.csv", index=False)
-    pca.importance().to_csv(out / "importance.csv", index_label="")
-    pd.DataFrame(prepared.values, index=prepared.sample_ids, columns=prepared.feature_keys).to_csv(
-        out / "prepared_matrix.csv", index_label="sample_id"
+    # CSV for people: ids and metabolite names are delivered text, so formula-like cells are neutralised
+    safe_csv.to_csv(scores, out / "scores.csv", index=False)
+    safe_csv.to_csv(loadings, out / "loadings.csv", index=False)
+    safe_csv.to_csv(pca.importance(), out / "importance.csv", index_label="")
+    safe_csv.to_csv(
+        pd.DataFrame(prepared.values, index=prepared.sample_ids, columns=prepared.feature_keys),
+        out / "prepared_matrix.csv",
+        index_label="sample_id",
     )
     if len(prepared.qc_values):
-        pd.DataFrame(prepared.qc_values, index=prepared.qc_ids, columns=prepared.feature_keys).to_csv(
-            out / "prepared_qc.csv", index_label="sample_id"
+        safe_csv.to_csv(
+            pd.DataFrame(prepared.qc_values, index=prepared.qc_ids, columns=prepared.feature_keys),
+            out / "prepared_qc.csv",
+            index_label="sample_id",
         )
-    steps.to_csv(out / "steps.csv", index=False)
+    safe_csv.to_csv(steps, out / "steps.csv", index=False)
     print(
         f"\n{len(prepared.sample_ids)} samples x {len(prepared.feature_keys)} features "
         f"(from {table.n_injections} injections x {table.n_features} features; {len(prepared.qc_ids)} QCs projected); "
@@ -289,6 +295,7 @@ def cmd_pca(args: argparse.Namespace) -> int:
 
 
 def cmd_alpha(args: argparse.Namespace) -> int:
+    from analysis import safe_csv
     from analysis.errors import ContractViolation
     from analysis.microbiome import alpha
     from analysis.readers import read_feature_table
@@ -303,7 +310,7 @@ def cmd_alpha(args: argparse.Namespace) -> int:
     try:
         if args.subsample is None:
             frame = alpha.alpha_diversity(table.counts, table.sample_ids, calcs=calcs)
-            text = frame.to_csv() if args.csv else alpha.format_mothur_summary(frame, label=label)
+            text = safe_csv.to_csv(frame) if args.csv else alpha.format_mothur_summary(frame, label=label)
         else:
             size = None if args.subsample == "smallest" else int(args.subsample)
             ave, std = alpha.subsampled_alpha(
@@ -315,7 +322,9 @@ def cmd_alpha(args: argparse.Namespace) -> int:
                     f"note: {len(dropped)} samples below the depth were left out: {', '.join(dropped)}", file=sys.stderr
                 )
             if args.csv:
-                text = ave.assign(method="ave").to_csv() + std.assign(method="std").to_csv(header=False)
+                text = safe_csv.to_csv(ave.assign(method="ave")) + safe_csv.to_csv(
+                    std.assign(method="std"), header=False
+                )
             else:
                 text = alpha.format_mothur_ave_std(ave, std, label=label)
     except ValueError as exc:
@@ -366,7 +375,8 @@ def _add_beta(sub: argparse._SubParsersAction) -> None:
 def cmd_beta(args: argparse.Namespace) -> int:
     import tempfile
 
-    from analysis.microbiome.beta import beta_diversity, write_phylip, write_square_csv
+    from analysis import safe_csv
+    from analysis.microbiome.beta import beta_diversity, write_phylip
 
     table = _read_table_or_exit(args)
     if table is None:
@@ -380,8 +390,8 @@ def cmd_beta(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="guttrial-beta-") as tmp:
         path = Path(tmp) / "out"
         try:
-            if args.csv:
-                write_square_csv(dist, path)
+            if args.csv:  # write_square_csv's layout, with formula-like sample ids neutralised
+                safe_csv.to_csv(dist.to_frame(), path, index_label="sample")
             else:
                 write_phylip(dist, path, lower_triangle=args.lt)
         except ValueError as exc:
@@ -424,6 +434,7 @@ def _is_phylip(path: Path) -> bool:
 
 
 def cmd_ordinate(args: argparse.Namespace) -> int:
+    from analysis import safe_csv
     from analysis.microbiome.beta import beta_diversity, read_phylip
     from analysis.microbiome.ordination import nmds, pca_clr, pcoa
 
@@ -457,10 +468,10 @@ def cmd_ordinate(args: argparse.Namespace) -> int:
     axes = result.axes_frame().head(frame.shape[1])
     if result.stress is not None:
         axes["stress"] = result.stress
-    _write_text(frame.to_csv(float_format="%.10g"), args.out)
+    _write_text(safe_csv.to_csv(frame, float_format="%.10g"), args.out)
     if args.out is not None:
         axes_path = args.out.with_name(args.out.stem + ".axes.csv")
-        axes.to_csv(axes_path, index=False, float_format="%.10g")
+        safe_csv.to_csv(axes, axes_path, index=False, float_format="%.10g")
         print(f"wrote {args.out} and {axes_path}", file=sys.stderr)
     else:
         for line in axes.to_csv(index=False, float_format="%.10g").splitlines():
@@ -491,9 +502,13 @@ def _summary(instance, run_id: str, settings: res.TrialSettings) -> tuple[list[s
     for record in records:
         evaluation = record.event_log_entry.dagster_event.event_specific_data
         if not evaluation.passed:
-            failed_checks += 1
+            # A WARN-severity failure (e.g. a quality warning whose rows went to quality.quarantine) blocks
+            # nothing: list it, but do not count it as a failed check.
+            warning = evaluation.severity == dg.AssetCheckSeverity.WARN
+            failed_checks += 0 if warning else 1
             lines.append(
-                f"  check failed: {evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+                f"  check {'warning' if warning else 'failed'}: "
+                f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
                 + (f" - {evaluation.description}" if evaluation.description else "")
             )
     if settings.warehouse.exists():
@@ -526,6 +541,16 @@ def _summary(instance, run_id: str, settings: res.TrialSettings) -> tuple[list[s
                 per_layer.setdefault(schema, []).append(n_rows)
             for schema, counts in per_layer.items():
                 lines.append(f"  {schema:<13} {len(counts):>3} tables/views {sum(counts):>12,} rows")
+            from orchestration.audit import summary_line
+
+            audit_line = summary_line(con, run_id)
+            if audit_line:
+                lines.append(audit_line)
+            from expectations.quarantine import summary_line as quality_line
+
+            quality = quality_line(con, run_id)
+            if quality:
+                lines.append(quality)
     return lines, failed_checks
 
 
@@ -538,6 +563,15 @@ def cmd_build(args: argparse.Namespace) -> int:
         return 2
     if not args.landing.is_dir():
         print(f"error: landing folder {args.landing} does not exist")
+        return 2
+    if args.unblinded and "unblinded" not in args.warehouse.name.lower():
+        # Refused before anything runs, so the blinded file is not even opened (the UI path is refused when the
+        # settings resource starts, see orchestration/publish.py record_start).
+        example = args.warehouse.with_name(args.warehouse.stem + "_unblinded.duckdb")
+        print(
+            f"error: refusing to unblind into {args.warehouse}: an unblinded build writes its own warehouse file "
+            f"whose name contains 'unblinded' (e.g. {example})"
+        )
         return 2
     os.environ[res.ENV_LANDING] = str(args.landing.resolve())
     os.environ[res.ENV_WAREHOUSE] = str(args.warehouse.resolve())
@@ -562,6 +596,10 @@ def cmd_build(args: argparse.Namespace) -> int:
     )
     elapsed = time.perf_counter() - started
     lines, failed_checks = _summary(instance, result.run_id, settings)
+    if not result.success:
+        from orchestration.publish import failure_lines
+
+        lines = failure_lines(instance, result.run_id, settings.warehouse) + lines
     status = "succeeded" if result.success else "FAILED"
     print(f"run {result.run_id[:8]} {status} in {elapsed:.1f} s")
     for line in lines:

@@ -167,3 +167,44 @@ def test_unblinded_build_carries_the_randomised_arm(tmp_path_factory: pytest.Tem
         arms = dict(con.execute("select subject_id, arm_code from marts.adsl").fetchall())
     assert arms == {subject_id(s): a for s, a in zip(truth["SUBJID"], truth["arm"], strict=True)}
     assert set(arms.values()) == {"CAPSULE", "PLACEBO"}
+
+
+def test_dbt_resource_starts_dbt_without_a_version_probe_or_an_in_process_adapter(monkeypatch) -> None:
+    import importlib.metadata
+    import subprocess
+
+    resource = dbt_assets.dbt_resource()
+    assert isinstance(resource, dbt_assets.GuttrialDbtCliResource)
+
+    def no_subprocess(*args, **kwargs):
+        raise AssertionError(f"unexpected subprocess {args}")
+
+    # The version of this environment's dbt comes from the installed package, not from `dbt --version`.
+    monkeypatch.setattr(subprocess, "check_output", no_subprocess)
+    assert str(resource._cli_version) == importlib.metadata.version("dbt-core")
+    assert resource._cli_version.major < 2  # dbt Core, not Fusion: dagster-dbt parses its events accordingly
+    # No adapter (macro parsing) in this process: only fetch_row_counts()/fetch_column_metadata() would need one.
+    assert resource._initialize_dbt_core_adapter(["build"]) is None
+
+
+def test_dbt_events_stream_through_one_by_one_with_the_echo_kept_off_the_terminal(capsys) -> None:
+    import sys
+    from collections import deque
+
+    handled: list[str] = []
+
+    def dagster_dbt_stream():
+        for i in range(3):
+            print(f"dbt log line {i}")  # what dagster-dbt echoes for every dbt event
+            # The consumer has handled every earlier event before the next one is produced: no buffering.
+            assert handled == [f"event {j}" for j in range(i)]
+            yield f"event {i}"
+
+    tail: deque[str] = deque(maxlen=2)
+    for event in dbt_assets.quiet_events(dagster_dbt_stream(), tail):
+        print(f"handled {event}", file=sys.stdout)  # the consumer's own output is not swallowed
+        handled.append(event)
+    out = capsys.readouterr().out
+    assert "dbt log line" not in out
+    assert out.splitlines() == ["handled event 0", "handled event 1", "handled event 2"]
+    assert list(tail) == ["dbt log line 1", "dbt log line 2"]

@@ -11,6 +11,7 @@ from analysis.microbiome import _oracles
 from analysis.microbiome.beta import bray_curtis
 from analysis.microbiome.group_tests import (
     _plot_labels,
+    _whole_plot_designs,
     adonis2,
     alpha_change_tests,
     alpha_group_tests,
@@ -21,6 +22,8 @@ from analysis.microbiome.group_tests import (
     permanova,
     permdisp,
     permutation_matrix,
+    signed_rank_test,
+    whole_plot_permutations,
 )
 
 
@@ -98,6 +101,44 @@ def test_permutations_are_seeded_and_respect_blocks() -> None:
         _plot_labels(np.array([0, 1, 0, 0]), np.array(["a", "a", "b", "b"]), 5, seed=0)
 
 
+def test_whole_patient_permutations_keep_each_patient_label_constant() -> None:
+    """Exact property: under whole-patient permutation every permuted design gives all visits of a patient the
+    same between-patient label, and patients are permuted as units (a bijection of patients)."""
+    rng = np.random.default_rng(5)
+    sizes = rng.integers(1, 6, size=17)  # unbalanced: 1-5 visits per patient
+    patient = np.repeat([f"P{i:02d}" for i in range(17)], sizes)
+    order = rng.permutation(patient.size)  # samples in any order, not grouped by patient
+    patient = patient[order]
+    per_patient = dict(zip([f"P{i:02d}" for i in range(17)], rng.integers(0, 3, 17), strict=True))
+    label = np.array([per_patient[p] for p in patient])
+    visit = np.array([f"V{k}" for k in rng.integers(0, 5, patient.size)])
+    donors = whole_plot_permutations(patient, 400, seed=11)
+    design = np.c_[label.astype(float), (visit == "V1").astype(float)]
+    designs = _whole_plot_designs(design, np.array([True, False]), donors)
+    for b in range(donors.shape[0]):
+        permuted = pd.Series(designs[b, :, 0]).groupby(patient).nunique()
+        assert (permuted == 1).all()  # one label per patient across all of their visits
+        np.testing.assert_array_equal(designs[b, :, 1], design[:, 1])  # the within-patient term is untouched
+        source = pd.Series(patient[donors[b]]).groupby(patient).unique()
+        assert all(len(s) == 1 for s in source)  # each patient's rows come from one donor patient...
+        assert sorted(s[0] for s in source) == sorted(set(patient))  # ...and every patient donates once
+    # balanced plots: a row permutation, j-th sample of plot i <- j-th sample of plot pi(i) (permute's shuffleStrata)
+    balanced = np.repeat(["a", "b", "c", "d"], 3)
+    rows = whole_plot_permutations(balanced, 50, seed=1)
+    assert np.all(np.sort(rows, axis=1) == np.arange(12))
+    assert np.all(rows.reshape(50, 4, 3) % 3 == np.arange(3)) and np.all(
+        np.ptp(rows.reshape(50, 4, 3) // 3, axis=2) == 0
+    )
+    with pytest.raises(ValueError, match="constant within"):
+        adonis2(
+            np.abs(np.subtract.outer(np.arange(12.0), np.arange(12.0))),
+            pd.DataFrame({"v": np.tile([0, 1, 2], 4), "p": balanced}),
+            ["v"],
+            plots="p",
+            schemes={"v": "whole_plots"},
+        )
+
+
 def test_whole_plot_permanova_for_patient_level_factor(data: tuple) -> None:
     dist, meta = data
     free = permanova(dist, meta["arm"], permutations=499, seed=1)
@@ -141,6 +182,26 @@ def test_alpha_group_tests_kruskal_wilcoxon_bh() -> None:
     np.testing.assert_allclose(bh([0.01, np.nan, 0.04, 0.03]), [0.03, np.nan, 0.04, 0.04])
 
 
+def test_signed_rank_test_equals_scipy_including_its_exact_permutation_null() -> None:
+    """scipy's wilcoxon(method="auto") runs an exact permutation test for n <= 13 with ties or zeros (2^n Python
+    calls); signed_rank_test computes that null in one product and must give scipy's statistic and p exactly."""
+    rng = np.random.default_rng(8)
+    cases = [
+        np.array([1.0, -2, 2, 3, 0, 1]),  # ties and a zero
+        np.array([0.5, 0.5, 0.5, -0.5]),
+        np.array([3.0, 1, -1, 0, 0, 2, 2, 5, -4, 1]),
+        rng.normal(0, 1, 12),  # no ties: scipy's exact distribution, passed through
+        np.round(rng.normal(0.4, 1, 30), 1),  # n > 13: normal approximation, passed through
+    ]
+    cases += [rng.integers(-3, 4, n).astype(float) for n in (5, 7, 9, 10)]
+    for d in cases:
+        if not np.any(d != 0):
+            continue
+        ours = signed_rank_test(d)
+        theirs = stats.wilcoxon(d)
+        assert ours == (float(theirs.statistic), float(theirs.pvalue)), (d, ours, theirs)
+
+
 def test_change_from_baseline(data: tuple) -> None:
     dist, meta = data
     changes = distance_to_baseline(dist, meta, patient="patient", visit="visit", baseline="V0")
@@ -177,6 +238,14 @@ write.csv(tab(adonis2(d ~ arm, data = m, permutations = 999)), "adonis_arm.csv",
 write.csv(tab(adonis2(d ~ visit + age, data = m, permutations = 999)), "adonis_terms.csv", row.names = FALSE)
 write.csv(tab(adonis2(d ~ visit, data = m, permutations = 999, strata = m$patient)), "adonis_strata.csv",
           row.names = FALSE)
+# repeated measures: whole patients permuted for the between-patient terms, visits within patients
+hp <- how(plots = Plots(strata = m$patient, type = "free"), within = Within(type = "none"), nperm = 999)
+plots <- adonis2(d ~ visit + arm + age, data = m, permutations = hp)
+within <- adonis2(d ~ visit + arm + age, data = m, permutations = 999, strata = m$patient)
+write.csv(tab(plots), "adonis_plots.csv", row.names = FALSE)
+write.csv(tab(within), "adonis_within.csv", row.names = FALSE)
+write.csv(attr(plots, "F.perm"), "fperm_plots.csv", row.names = FALSE)
+write.csv(attr(within, "F.perm"), "fperm_within.csv", row.names = FALSE)
 for (type in c("centroid", "median")) {
   b <- betadisper(d, m$visit, type = type)
   pt <- permutest(b, permutations = 999)
@@ -187,7 +256,8 @@ a <- anosim(d, m$visit, permutations = 999)
 writeLines(format(c(a$statistic, a$signif), digits = 17), "anosim.txt")
 """
     _oracles.run_r(code, work, {"d": dist.to_frame(), "meta": meta})
-    read = {name: pd.read_csv(work / f"{name}.csv") for name in ("adonis_arm", "adonis_terms", "adonis_strata")}
+    names = ("adonis_arm", "adonis_terms", "adonis_strata", "adonis_plots", "adonis_within")
+    read = {name: pd.read_csv(work / f"{name}.csv") for name in (*names, "fperm_plots", "fperm_within")}
     out: dict[str, object] = dict(read)
     for type_ in ("centroid", "median"):
         out[f"bd_{type_}"] = pd.read_csv(work / f"bd_{type_}.csv").set_index("sample")["z"]
@@ -244,3 +314,41 @@ def test_anosim_equals_vegan(data: tuple, vegan: dict) -> None:
     r, p = vegan["anosim"]
     assert ours.statistic == pytest.approx(r, rel=1e-12)
     assert p_close(ours.p_value, p), (ours.p_value, p)
+
+
+def p_within_error(ours: float, theirs: float, permutations: int = 999) -> bool:
+    """The brief's tolerance: |p - p_R| < 3 sqrt(p_R (1 - p_R) / P) + 1/1000 (P = 999 permutations)."""
+    return abs(ours - theirs) < 3 * np.sqrt(theirs * (1 - theirs) / permutations) + 1 / 1000
+
+
+@pytest.mark.oracle
+def test_adonis2_repeated_measures_schemes_equal_vegan(data: tuple, vegan: dict) -> None:
+    """visit + arm + age, 20 patients x 3 visits (balanced, sorted by patient): arm and age (constant within a
+    patient) by whole-patient permutations = vegan how(plots = Plots(strata = patient), within = Within("none")),
+    visit by permutations within patients = vegan strata = patient."""
+    dist, meta = data
+    ours = adonis2(dist, meta, ["visit", "arm", "age"], plots="patient", permutations=999, seed=12)
+    assert ours.attrs["schemes"] == {"visit": "within", "arm": "whole_plots", "age": "whole_plots"}
+    plots, within = vegan["adonis_plots"], vegan["adonis_within"]
+    for theirs in (plots, within):  # F, R2 and SS do not depend on the permutations
+        np.testing.assert_allclose(ours["SumOfSqs"].to_numpy(), theirs["SS"].to_numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(ours["R2"].to_numpy(), theirs["R2"].to_numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(ours["F"].to_numpy()[:3], theirs["F"].to_numpy()[:3], rtol=1e-10)
+    p_r = {"visit": within["p"][0], "arm": plots["p"][1], "age": plots["p"][2]}
+    for term, theirs in p_r.items():
+        assert p_within_error(ours.loc[term, "Pr(>F)"], theirs), (term, ours.loc[term, "Pr(>F)"], theirs)
+    # the whole null distributions agree (two-sample Kolmogorov-Smirnov, 999 permutations each)
+    null = {"visit": vegan["fperm_within"].iloc[:, 0], "arm": vegan["fperm_plots"].iloc[:, 1]}
+    null["age"] = vegan["fperm_plots"].iloc[:, 2]
+    for k, term in enumerate(("visit", "arm", "age")):
+        ks = stats.ks_2samp(ours.attrs["F_perm"][:, k], null[term].to_numpy())
+        assert ks.pvalue > 1e-3, (term, ks)
+    # without plots, vegan's single scheme for every term
+    strat = adonis2(dist, meta, ["visit", "arm", "age"], strata="patient", permutations=999, seed=13)
+    for k, term in enumerate(("visit", "arm", "age")):
+        assert p_within_error(strat.loc[term, "Pr(>F)"], within["p"][k]), term
+    # whole-patient permutations for every between-patient term, as vegan: visit keeps its F when visits are
+    # aligned across patients, so under vegan's whole-plot scheme visit is not tested (p near 1)
+    whole = adonis2(dist, meta, ["arm", "age"], plots="patient", permutations=999, seed=14)
+    assert set(whole["scheme"].dropna()) == {"whole_plots"}
+    assert plots["p"][0] > 0.5

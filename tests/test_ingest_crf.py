@@ -248,6 +248,7 @@ def test_extra_column_names_are_quoted_not_executed(tmp_path) -> None:
     hostile = 'b" varchar); drop table raw.keep; --'
     _insert_frame(con, "t", pd.DataFrame({"a": ["1"], hostile: ["2"], "A2": ["3"]}))
     assert con.execute("select count(*) from raw.keep").fetchone() == (0,)  # still there
-    columns = [r[0] for r in con.execute("select column_name from information_schema.columns where table_name='t'").fetchall()]
+    query = "select column_name from information_schema.columns where table_name = 't'"
+    columns = [r[0] for r in con.execute(query).fetchall()]
     assert hostile in columns
     assert con.execute(f'select "{hostile.replace(chr(34), chr(34) * 2)}" from raw.t').fetchone() == ("2",)

@@ -22,7 +22,8 @@ class LandingFile:
     """One file in the landing folder, with what the contract says it is."""
 
     family: str
-    #: 'crf:<form>', 'seq_table', 'seq_manifest', 'seq_taxonomy', 'mtb_features', 'mtb_injections' or 'unknown'
+    #: 'crf:<form>', 'seq_table', 'seq_manifest', 'seq_taxonomy', 'seq_tree', 'mtb_features', 'mtb_injections'
+    #: or 'unknown'
     kind: str
     path: Path
     #: Path relative to the landing folder, with forward slashes: the file's identity across loads.
@@ -78,6 +79,8 @@ def _classify_sequencing(name: str) -> str:
         return "seq_manifest"
     if base.endswith(".cons.taxonomy") or base in {"taxonomy.tsv", "taxonomy.qza"}:
         return "seq_taxonomy"
+    if any(base.endswith(s) for s in contract.SEQ_TREE_SUFFIXES) or base.endswith(contract.SEQ_TREE_QZA_SUFFIX):
+        return "seq_tree"
     if any(base.endswith(suffix) for suffix in contract.SEQ_TABLE_SUFFIXES):
         return "seq_table"
     return "unknown"

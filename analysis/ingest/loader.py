@@ -190,6 +190,39 @@ def _load_seq_taxonomy(con: duckdb.DuckDBPyConnection, file: LandingFile, sha: s
     return len(frame), "taxonomy"
 
 
+def _load_seq_tree(con: duckdb.DuckDBPyConnection, file: LandingFile, sha: str, load_id: str) -> tuple[int, str]:
+    """A batch's phylogeny (``analysis.readers.tree``), checked against the feature ids of the batch's current
+    feature table (so trees load after every table of the family: :func:`load_family` orders them last)."""
+    from analysis.readers.tree import check_tips, read_tree
+
+    try:
+        phylogeny = read_tree(file.path)
+        features = con.execute(
+            "select distinct f.feature_id from raw.seq_features f join raw.current_files c "
+            "on f._source_file = c.path and f._file_sha256 = c.sha256 and f._load_id = c.load_id "
+            "where c.family = 'sequencing' and c.batch_id = ? and c.format <> 'taxonomy'",
+            [file.batch_id],
+        ).fetchall()
+        n_features = check_tips(phylogeny.tips, [r[0] for r in features], file.path)
+    except ContractViolation as exc:
+        exc.file = file.relpath
+        raise
+    frame = pd.DataFrame(
+        {
+            "batch_id": [file.batch_id],
+            "tree_format": [phylogeny.format],
+            "newick": [phylogeny.newick],
+            "newick_sha256": [phylogeny.sha256],
+            "n_tips": [len(phylogeny.tips)],
+            "n_table_features": [n_features],
+            "rooted": ["Y" if phylogeny.rooted else "N"],
+            "_row_number": [1],
+        }
+    )
+    _insert_frame(con, "seq_trees", _lineage(frame, file, sha, load_id))
+    return len(phylogeny.tips), phylogeny.format
+
+
 def _load_table_csv(
     reader: Callable[[Path], pd.DataFrame], table: str
 ) -> Callable[[duckdb.DuckDBPyConnection, LandingFile, str, str], tuple[int, str]]:
@@ -267,6 +300,8 @@ def _loader_for(kind: str) -> Callable[[duckdb.DuckDBPyConnection, LandingFile, 
         return _load_seq_table
     if kind == "seq_taxonomy":
         return _load_seq_taxonomy
+    if kind == "seq_tree":
+        return _load_seq_tree
     if kind == "seq_manifest":
         from analysis.readers import read_seq_manifest
 
@@ -341,7 +376,8 @@ def load_family(
     report = LoadReport(family=family, load_id=load_id or new_load_id())
     loaded_at = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
     ensure_raw_schema(con)
-    files = scan_landing(landing_dir, family)
+    # trees are checked against the batch's feature table, so they load after every other file of the family
+    files = sorted(scan_landing(landing_dir, family), key=lambda f: f.kind == "seq_tree")
     con.execute("begin transaction")
     try:
         for file in files:

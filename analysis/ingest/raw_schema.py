@@ -41,6 +41,16 @@ OMICS_TABLES: dict[str, dict[str, str]] = {
         "batch_id": "VARCHAR",
         **{c: "VARCHAR" for c in contract.SEQ_MANIFEST_REQUIRED + contract.SEQ_MANIFEST_OPTIONAL},
     },
+    # Optional phylogeny per batch (UniFrac): the Newick text as delivered (the payload of a .qza), one row per file.
+    "seq_trees": {
+        "batch_id": "VARCHAR",
+        "tree_format": "VARCHAR",
+        "newick": "VARCHAR",
+        "newick_sha256": "VARCHAR",
+        "n_tips": "BIGINT",
+        "n_table_features": "BIGINT",
+        "rooted": "VARCHAR",
+    },
     "mtb_features": {
         "batch_id": "VARCHAR",
         **{c: "VARCHAR" for c in contract.MTB_FEATURE_REQUIRED + contract.MTB_FEATURE_OPTIONAL},
@@ -61,7 +71,7 @@ OMICS_TABLES: dict[str, dict[str, str]] = {
 #: Which family's asset writes each raw table.
 FAMILY_TABLES: dict[str, tuple[str, ...]] = {
     "crf": tuple(form.raw_table for form in contract.CRF_FORMS.values()),
-    "sequencing": ("seq_counts", "seq_samples", "seq_features", "seq_manifest"),
+    "sequencing": ("seq_counts", "seq_samples", "seq_features", "seq_manifest", "seq_trees"),
     "metabolomics": ("mtb_intensities", "mtb_features", "mtb_injections"),
 }
 

@@ -56,6 +56,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analysis.stats_mixed import random_intercept_reml as _ri_reml
+from analysis.stats_mixed import statsmodels_random_intercept as _statsmodels_fits
+
 
 def bh_qvalues(p: np.ndarray | Sequence[float]) -> np.ndarray:
     """Benjamini–Hochberg adjusted p-values (NaN-aware; see module docstring)."""
@@ -241,135 +244,6 @@ def mixed_model(
         lambda s: pd.Series(bh_qvalues(s.to_numpy()), index=s.index)
     )
     return out
-
-
-def _statsmodels_fits(X: np.ndarray, exog: np.ndarray, groups: np.ndarray, *, reml: bool) -> dict[str, np.ndarray]:
-    """statsmodels MixedLM, one feature at a time (reference engine)."""
-    from statsmodels.regression.mixed_linear_model import MixedLM
-    from statsmodels.tools.sm_exceptions import ConvergenceWarning
-
-    n_feat, k = X.shape[1], exog.shape[1]
-    beta = np.full((n_feat, k), np.nan)
-    cov = np.full((n_feat, k, k), np.nan)
-    group_var = np.full(n_feat, np.nan)
-    resid_var = np.full(n_feat, np.nan)
-    converged = np.zeros(n_feat, dtype=bool)
-    for f in range(n_feat):
-        ok = np.isfinite(X[:, f])
-        with warnings.catch_warnings():
-            for category in (ConvergenceWarning, RuntimeWarning, UserWarning):
-                warnings.simplefilter("ignore", category)
-            try:
-                result = MixedLM(X[ok, f], exog[ok], groups=groups[ok]).fit(reml=reml, method=["lbfgs", "bfgs", "cg"])
-            except (np.linalg.LinAlgError, ValueError):
-                continue
-        beta[f] = np.asarray(result.fe_params, dtype="float64")
-        cov[f] = np.asarray(result.cov_params(), dtype="float64")[:k, :k]
-        group_var[f] = float(np.asarray(result.cov_re).ravel()[0])
-        resid_var[f] = float(result.scale)
-        converged[f] = bool(getattr(result, "converged", True))
-    return {"beta": beta, "cov": cov, "group_var": group_var, "resid_var": resid_var, "converged": converged}
-
-
-def _ri_reml(
-    Y: np.ndarray, exog: np.ndarray, groups: np.ndarray, *, reml: bool = True, tol: float = 1e-10
-) -> dict[str, np.ndarray]:
-    """Random-intercept REML/ML for every column of ``Y`` at once (formulas in the module docstring)."""
-    n, n_feat = Y.shape
-    k = exog.shape[1]
-    codes, _ = pd.factorize(pd.Series(groups, dtype="str"))
-    n_groups = int(codes.max()) + 1
-    G = np.zeros((n, n_groups))
-    G[np.arange(n), codes] = 1.0
-    M = np.isfinite(Y).astype("float64")
-    Y0 = np.where(M > 0, Y, 0.0)
-    n_i = (G.T @ M).T  # F x groups
-    P = np.einsum("nf,np,nq->fpq", M, exog, exog, optimize=True)  # X'MX
-    # per-group column sums s_i = Σ_{n in i} M[n, f]·x_n: rows sorted by group, summed per group block
-    # (an einsum over the n x groups indicator builds an n x F x groups intermediate: seconds, not ms)
-    order = np.argsort(codes, kind="stable")
-    starts = np.flatnonzero(np.r_[True, np.diff(codes[order]) != 0])
-    S = np.add.reduceat(M[order][:, :, None] * exog[order][:, None, :], starts, axis=0).transpose(1, 0, 2)
-    t = (G.T @ Y0).T  # F x groups
-    u = Y0.T @ exog  # F x k
-    yy = (Y0**2).sum(axis=0)
-    N = M.sum(axis=0)
-    dof = N - k if reml else N
-
-    # Complete data (e.g. imputed): every feature has the same group sizes and group sums, so Σ_i c_i s_i s_iᵀ
-    # only needs B_m = Σ_{i: n_i = m} s_i s_iᵀ per distinct group size m (a few, instead of one per patient).
-    complete = n_feat > 0 and bool(M.all())
-    if complete:
-        sizes, size_of = np.unique(n_i[0], return_inverse=True)
-        size_count = np.bincount(size_of, minlength=len(sizes))
-        S0 = S[0]
-        B = np.stack([S0[size_of == m].T @ S0[size_of == m] for m in range(len(sizes))]).reshape(len(sizes), k * k)
-
-    def pieces(gamma: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        if complete:
-            c_m = gamma[:, None] / (1.0 + gamma[:, None] * sizes)
-            c = c_m[:, size_of]
-            A = P - (c_m @ B).reshape(len(gamma), k, k)
-            b = u - (c * t) @ S0
-            return c, A, b, (np.log1p(gamma[:, None] * sizes) * size_count).sum(axis=1), yy - (c * t**2).sum(axis=1)
-        c = gamma[:, None] / (1.0 + gamma[:, None] * n_i)
-        # Σ_i c_i s_i s_iᵀ as one batched matrix product (BLAS), Σ_i c_i t_i s_i as one contraction
-        A = P - np.matmul(np.swapaxes(S * c[..., None], 1, 2), S)
-        b = u - np.einsum("fgp,fg->fp", S, c * t)
-        return c, A, b, np.log1p(gamma[:, None] * n_i).sum(axis=1), yy - (c * t**2).sum(axis=1)
-
-    def objective(gamma: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        _, A, b, logdet_v, ywy = pieces(gamma)
-        sign, logdet_a = np.linalg.slogdet(A)
-        beta = np.full((len(gamma), k), np.nan)
-        good = sign > 0
-        beta[good] = np.linalg.solve(A[good], b[good][..., None])[..., 0]
-        r = ywy - np.einsum("fp,fp->f", b, beta)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            value = dof * np.log(r) + logdet_v + (logdet_a if reml else 0.0)
-        value[~good | ~(r > 0)] = np.inf
-        return value, beta, A, r
-
-    # coarse grid on log(gamma) plus gamma = 0, then golden-section search in the best bracket
-    grid = np.concatenate([[-np.inf], np.linspace(np.log(1e-6), np.log(1e6), 49)])
-    values = np.stack([objective(np.full(n_feat, np.exp(g)))[0] for g in grid])
-    best = np.argmin(values, axis=0)
-    step = grid[2] - grid[1]
-    lo = np.where(best <= 1, grid[1] - step, grid[np.maximum(best - 1, 1)])
-    hi = np.where(best == 0, grid[1] + step, grid[np.minimum(best + 1, len(grid) - 1)])
-    ratio = (np.sqrt(5.0) - 1.0) / 2.0
-    a, b_ = lo.copy(), hi.copy()
-    x1, x2 = b_ - ratio * (b_ - a), a + ratio * (b_ - a)
-    f1, f2 = objective(np.exp(x1))[0], objective(np.exp(x2))[0]
-    for _ in range(200):
-        if np.all(b_ - a < tol):
-            break
-        left = f1 <= f2  # minimum in [a, x2]
-        b_ = np.where(left, x2, b_)
-        a = np.where(left, a, x1)
-        new_x1 = np.where(left, b_ - ratio * (b_ - a), x2)
-        new_x2 = np.where(left, x1, a + ratio * (b_ - a))
-        f_new = objective(np.exp(np.where(left, new_x1, new_x2)))[0]
-        f1, f2 = np.where(left, f_new, f2), np.where(left, f1, f_new)
-        x1, x2 = new_x1, new_x2
-    log_gamma = (a + b_) / 2.0
-    gamma = np.exp(log_gamma)
-    value, _, _, _ = objective(gamma)
-    zero_value = values[0]
-    gamma = np.where(zero_value <= value, 0.0, gamma)  # boundary: no patient variance
-    value, beta, A, r = objective(gamma)
-    sigma2 = r / dof
-    cov = np.full((n_feat, k, k), np.nan)
-    ok = np.isfinite(value)
-    cov[ok] = np.linalg.inv(A[ok]) * sigma2[ok, None, None]
-    beta[~ok] = np.nan
-    return {
-        "beta": beta,
-        "cov": cov,
-        "group_var": np.where(ok, gamma * sigma2, np.nan),
-        "resid_var": np.where(ok, sigma2, np.nan),
-        "converged": ok,
-    }
 
 
 def attach_annotation(results: pd.DataFrame, annotation: pd.DataFrame, *, feature: str = "feature") -> pd.DataFrame:

@@ -11,9 +11,11 @@ Effect sizes are on the natural-log scale of the CLR (or ANCOM-BC's bias-correct
 * ``clr_wilcoxon``: ``effect`` = mean CLR(group) - mean CLR(reference); Wilcoxon rank-sum (Mann–Whitney U,
   two-sided) p; BH over taxa. Compositionally aware through the CLR (a log-ratio to the sample's geometric
   mean), which is robust when only a minority of taxa change.
-* ``clr_lmm``: statsmodels ``MixedLM`` of the CLR on the fixed-effect formula with a random intercept per
-  patient (repeated visits); Wald z p per coefficient; BH over taxa within each coefficient. With
-  ``"arm * C(visit)"`` the ``arm:visit`` interactions are the difference between arms in change from baseline.
+* ``clr_lmm``: linear mixed model of the CLR on the fixed-effect formula with a random intercept per patient
+  (repeated visits), REML, fitted for all taxa at once (:mod:`analysis.stats_mixed`; equal to statsmodels
+  ``MixedLM`` per taxon, with its standard errors); Wald z p per coefficient; BH over taxa within each
+  coefficient. With ``"arm * C(visit)"`` the ``arm:visit`` interactions are the difference between arms in change
+  from baseline.
 * ``ancombc``: skbio ANCOM-BC on ``counts + 1`` (the R package's ``pseudo=1``), BH-adjusted.
 
 The CLR uses a pseudocount (default 0.5) added to the counts of the *filtered* taxa; features removed by the
@@ -165,74 +167,117 @@ def clr_lmm(
     terms: Sequence[str] | None = None,
     sample_ids: Sequence[str] | None = None,
     pseudocount: float = DEFAULT_CLR_PSEUDOCOUNT,
+    engine: Literal["vectorised", "statsmodels"] = "vectorised",
 ) -> pd.DataFrame:
-    """CLR + linear mixed model ``clr ~ formula + (1 | patient)`` per taxon (statsmodels MixedLM, REML).
+    """CLR + linear mixed model ``clr ~ formula + (1 | patient)`` for every taxon (REML).
 
-    ``formula`` is the right-hand side (e.g. ``"arm"``, ``"arm * C(visit)"``, ``"response + C(visit)"``).
-    ``terms`` selects coefficients to report (default: all but the intercept). Columns: ``taxon, term,
-    effect`` (coefficient, CLR units), ``se, statistic`` (z), ``p_value, q_value`` (BH over taxa within a
-    term), ``converged, prevalence, mean_rel_abundance, method``. A taxon whose model cannot be fitted gets NaN
-    and an ``error`` message.
+    ``formula`` is the right-hand side (e.g. ``"arm"``, ``"arm * C(visit)"``, ``"response + C(visit)"``), built
+    once with patsy; rows missing the patient or a formula variable are dropped. ``engine="vectorised"`` (default)
+    fits all taxa at once with :func:`analysis.stats_mixed.random_intercept_reml` and statsmodels' covariance
+    (``covariance="observed"``: the inverse observed Hessian in (β, γ)), so estimates, SEs and p-values equal
+    statsmodels ``MixedLM(...).fit(reml=True)`` to its optimiser tolerance (tested to 1e-5);
+    ``engine="statsmodels"`` fits statsmodels ``MixedLM`` per taxon (BFGS, then Powell and Nelder–Mead when an
+    optimiser fails; the reference).
+
+    ``terms`` selects coefficients to report (default: all but the intercept). Columns: ``taxon, term, effect``
+    (coefficient, CLR units), ``se, statistic`` (Wald z), ``p_value`` (two-sided normal), ``q_value`` (BH over taxa
+    within a term), ``converged, optimizer, error, group_var`` (patient variance), ``resid_var, n, prevalence,
+    mean_rel_abundance, method``. A taxon whose model cannot be fitted gets NaN and an ``error`` message.
     """
-    import statsmodels.formula.api as smf
-    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+    import patsy
+
+    from analysis.stats_mixed import random_intercept_reml
 
     x, taxa, meta = _prepare(counts, taxa, meta, sample_ids)
-    data = meta.reset_index(drop=True).copy()
-    z = clr(x, pseudocount)
+    data = meta.reset_index(drop=True)
+    ok = data[patient].notna().to_numpy()
+    design = patsy.dmatrix(formula, data[ok], return_type="dataframe", NA_action="drop")
+    rows = np.flatnonzero(ok)[design.index.to_numpy()]
+    z = clr(x, pseudocount)[rows]
+    groups = data[patient].to_numpy()[rows].astype(str)
+    exog = design.to_numpy(dtype=np.float64)
+    names = list(design.columns)
+    report = [t for t in names if t != "Intercept"] if terms is None else list(terms)
+    unknown = sorted(set(report) - set(names))
+    if unknown:
+        raise ValueError(f"terms {unknown} are not in the design {names}")
+    idx = [names.index(t) for t in report]
     info = _summary(x)
-    rows: list[dict[str, Any]] = []
-    for j, taxon in enumerate(taxa):
-        data["_clr"] = z[:, j]
-        sub = data.dropna(subset=[patient])
-        try:
-            fit, converged, optimizer = _fit_mixedlm(smf, f"_clr ~ {formula}", sub, sub[patient], ConvergenceWarning)
-            names = [t for t in fit.fe_params.index if t != "Intercept"] if terms is None else list(terms)
-            for term in names:
-                rows.append(
-                    {
-                        "taxon": taxon,
-                        "term": term,
-                        "effect": float(fit.fe_params[term]),
-                        "se": float(fit.bse_fe[term]),
-                        "statistic": float(fit.tvalues[term]),
-                        "p_value": float(fit.pvalues[term]),
-                        "converged": converged,
-                        "optimizer": optimizer,
-                        "error": None,
-                    }
-                )
-        except Exception as exc:  # singular designs, a taxon constant in every sample, ...
-            for term in terms or ["?"]:
-                rows.append(
-                    {
-                        "taxon": taxon,
-                        "term": term,
-                        "effect": np.nan,
-                        "se": np.nan,
-                        "statistic": np.nan,
-                        "p_value": np.nan,
-                        "converged": False,
-                        "optimizer": None,
-                        "error": f"{type(exc).__name__}: {exc}",
-                    }
-                )
-    out = pd.DataFrame(rows)
+    if engine == "vectorised":
+        fit = random_intercept_reml(z, exog, groups, reml=True, covariance="observed")
+        optimizer = np.full(z.shape[1], "vectorised REML", dtype=object)
+        errors = np.where(fit["converged"], None, "singular design or no residual variance").astype(object)
+    elif engine == "statsmodels":
+        fit, optimizer, errors = _statsmodels_per_taxon(z, exog, groups, names)
+    else:
+        raise ValueError(f"unknown engine {engine!r}")
+    beta, cov = fit["beta"][:, idx], fit["cov"][:, idx][:, :, idx]
+    se = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2), 0.0, None))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        zstat = beta / se
+    p = 2.0 * stats.norm.sf(np.abs(zstat))
+    n_taxa, n_terms = beta.shape
+    out = pd.DataFrame(
+        {
+            "taxon": np.repeat(np.asarray(taxa, dtype=object), n_terms),
+            "term": np.tile(np.asarray(report, dtype=object), n_taxa),
+            "effect": beta.ravel(),
+            "se": se.ravel(),
+            "statistic": zstat.ravel(),
+            "p_value": p.ravel(),
+            "converged": np.repeat(np.asarray(fit["converged"], dtype=bool), n_terms),
+            "optimizer": np.repeat(optimizer, n_terms),
+            "error": np.repeat(np.asarray(errors, dtype=object), n_terms),
+            "group_var": np.repeat(fit["group_var"], n_terms),
+            "resid_var": np.repeat(fit["resid_var"], n_terms),
+            "n": len(rows),
+        }
+    )
     out["q_value"] = np.nan
-    for term in out["term"].unique():
-        sel = out["term"] == term
+    for term in report:
+        sel = (out["term"] == term).to_numpy()
         out.loc[sel, "q_value"] = bh(out.loc[sel, "p_value"].to_numpy(float))
     out = out.merge(info.assign(taxon=taxa), on="taxon", how="left")
     out["method"] = "clr_lmm"
     return out.sort_values(["term", "p_value", "taxon"], kind="stable", na_position="last").reset_index(drop=True)
 
 
+def _statsmodels_per_taxon(
+    z: np.ndarray, exog: np.ndarray, groups: np.ndarray, names: list[str]
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """statsmodels MixedLM per column of ``z`` (REML), with :func:`_fit_mixedlm`'s optimiser fall-backs."""
+    from statsmodels.regression.mixed_linear_model import MixedLM
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+    n_taxa, k = z.shape[1], exog.shape[1]
+    fit = {
+        "beta": np.full((n_taxa, k), np.nan),
+        "cov": np.full((n_taxa, k, k), np.nan),
+        "group_var": np.full(n_taxa, np.nan),
+        "resid_var": np.full(n_taxa, np.nan),
+        "converged": np.zeros(n_taxa, dtype=bool),
+    }
+    optimizer = np.full(n_taxa, None, dtype=object)
+    errors = np.full(n_taxa, None, dtype=object)
+    for j in range(n_taxa):
+        try:
+            res, converged, name = _fit_mixedlm(lambda j=j: MixedLM(z[:, j], exog, groups=groups), ConvergenceWarning)
+        except Exception as exc:  # singular designs, a taxon constant in every sample, ...
+            errors[j] = f"{type(exc).__name__}: {exc}"
+            continue
+        fit["beta"][j] = np.asarray(res.fe_params, dtype=np.float64)
+        fit["cov"][j] = np.asarray(res.cov_params(), dtype=np.float64)[:k, :k]
+        fit["group_var"][j] = float(np.asarray(res.cov_re).ravel()[0])
+        fit["resid_var"][j] = float(res.scale)
+        fit["converged"][j] = converged
+        optimizer[j] = name
+    return fit, optimizer, errors
+
+
 _OPTIMIZERS = ("bfgs", "powell", "nm")
 
 
-def _fit_mixedlm(
-    smf: Any, formula: str, data: pd.DataFrame, groups: pd.Series, conv_warning: type
-) -> tuple[Any, bool, str]:
+def _fit_mixedlm(make_model: Any, conv_warning: type) -> tuple[Any, bool, str]:
     """Fit with BFGS, falling back to Powell and Nelder–Mead when an optimizer fails or does not converge
     (L-BFGS and BFGS can step into a singular region when the random-intercept variance is near 0)."""
     last: Exception | None = None
@@ -243,7 +288,7 @@ def _fit_mixedlm(
                 warnings.simplefilter("always", conv_warning)
                 warnings.simplefilter("ignore", RuntimeWarning)
                 warnings.simplefilter("ignore", UserWarning)
-                fit = smf.mixedlm(formula, data, groups=groups).fit(reml=True, method=[name])
+                fit = make_model().fit(reml=True, method=[name])
         except (np.linalg.LinAlgError, ValueError) as exc:
             last = exc
             continue
@@ -357,7 +402,11 @@ def differential_abundance(
         else:
             raise ValueError(f"unknown method {method!r}")
         out = out[out["term"].astype(str).str.startswith(f"{group}[")].copy()
-        out["contrast"] = out["term"].map(lambda t: f"{group}: {str(t).split('T.', 1)[-1].rstrip(']')} vs {ref}")
+        level = out["term"].map(lambda t: str(t).split("T.", 1)[-1].rstrip("]"))
+        out["contrast"] = level.map(lambda lv: f"{group}: {lv} vs {ref}")
+        sizes = meta[group].astype(str).value_counts()
+        out["n_ref"] = int(sizes.get(str(ref), 0))
+        out["n_other"] = level.map(lambda lv: int(sizes.get(lv, 0))).astype(np.int64)
     out.attrs.update(n_samples=int(x.shape[0]), n_taxa_tested=len(taxa), n_taxa_filtered=int((~keep).sum()))
     return out.reset_index(drop=True)
 

@@ -23,8 +23,9 @@ the same when ``dimensions`` is given). ``details["proportion_basis"]`` records 
 is a numpy non-metric SMACOF: the dissimilarities are argsorted once; every iteration computes the configuration
 distances ``d``, re-sorts the pairs inside each block of tied dissimilarities by ``d`` (vegan's default
 ``weakties=TRUE``, the primary approach; one stable argsort that starts from the previous, nearly sorted,
-order), fits the disparities ``d̂`` by monotone regression (pool-adjacent-violators, ``sklearn.isotonic.
-isotonic_regression`` on the pre-sorted vector), rescales them to ``Σ d̂² = n(n-1)/2`` and applies the Guttman
+order), fits the disparities ``d̂`` by monotone regression (pool-adjacent-violators, scipy
+``optimize.isotonic_regression`` — what ``sklearn.isotonic.isotonic_regression`` runs — on the pre-sorted
+vector), rescales them to ``Σ d̂² = n(n-1)/2`` and applies the Guttman
 transform ``X ← B(X) X / n`` with ``b_ij = -d̂_ij / d_ij``, ``b_ii = Σ_{j≠i} d̂_ij / d_ij``. It stops when
 *Kruskal stress-1* ``sqrt(Σ (d - d̂)² / Σ d²)`` falls by less than ``eps`` (relative) in one iteration. Start 0
 is the classical-scaling (PCoA) configuration; the others are seeded random normal configurations, first
@@ -528,7 +529,6 @@ def _smacof_run(
     After :data:`ABANDON_AFTER` iterations a start whose stress is still above ``abandon_above`` is given up
     (not converged): SMACOF decreases stress monotonically, and such a start is heading for a worse local minimum.
     """
-    from sklearn.isotonic import isotonic_regression
     from threadpoolctl import threadpool_limits
 
     x = np.array(init, dtype=np.float64)
@@ -552,7 +552,7 @@ def _smacof_run(
                 tied = _sort_within_blocks(tied, block, d)
                 order[problem.tie_pos] = tied
             d_sorted = d[order]
-            fitted = isotonic_regression(d_sorted, increasing=True)
+            fitted = _pava(d_sorted)
             ss_d = float(d_sorted @ d_sorted)
             if ss_d == 0.0:
                 break
@@ -572,6 +572,14 @@ def _smacof_run(
     return x, _stress_primary(problem, x), iteration, converged
 
 
+def _pava(values: np.ndarray) -> np.ndarray:
+    """Increasing isotonic regression (pool-adjacent-violators): scipy's, which is what
+    ``sklearn.isotonic.isotonic_regression`` runs (scipy >= 1.12), without its per-call input validation."""
+    from scipy.optimize import isotonic_regression
+
+    return np.asarray(isotonic_regression(values, increasing=True).x, dtype=np.float64)
+
+
 def _sort_within_blocks(tied: np.ndarray, block: np.ndarray, d: np.ndarray) -> np.ndarray:
     """Reorder the tied pairs by configuration distance inside each block of equal dissimilarities.
 
@@ -586,7 +594,6 @@ def _sort_within_blocks(tied: np.ndarray, block: np.ndarray, d: np.ndarray) -> n
 
 def _stress_primary(problem: _NonmetricProblem, coordinates: np.ndarray) -> float:
     """Kruskal stress-1 of ``coordinates`` (primary ties) using a precomputed :class:`_NonmetricProblem`."""
-    from sklearn.isotonic import isotonic_regression
 
     d = pdist(np.asarray(coordinates, dtype=np.float64))
     order = problem.order
@@ -598,7 +605,7 @@ def _stress_primary(problem: _NonmetricProblem, coordinates: np.ndarray) -> floa
     denom = float(d_sorted @ d_sorted)
     if denom == 0.0:
         return 0.0
-    resid = d_sorted - isotonic_regression(d_sorted, increasing=True)
+    resid = d_sorted - _pava(d_sorted)
     return float(np.sqrt(resid @ resid / denom))
 
 

@@ -31,6 +31,13 @@ do not count as dissimilarity), Jaccard on presence/absence after one seeded rar
 are stored as condensed ``.npz`` files (:meth:`BetaDistances.save_npz`) in ``<warehouse>_microbiome/`` beside
 the warehouse file and listed in ``analysis.beta_distance_files``; nothing n² goes into DuckDB.
 
+**UniFrac** (when sequencing batches delivered a phylogeny, ``staging.stg_seq__trees``; :func:`phylogeny_counts`):
+on the features (not genera) of the batches that share one tree (ASV ids are global, so the batches' columns merge
+by feature id; the group of batches with the most samples when several trees were delivered), weighted UniFrac on
+relative abundances (not normalised, the skbio/QIIME 2 default), unweighted UniFrac on presence/absence after the
+same seeded rarefaction as Jaccard; files, PCoA and PERMANOVA as for the other metrics, ``feature_level =
+'feature'``.
+
 **Tests.** Visit effects: PERMANOVA/ANOSIM permuting within patients (``strata``; a patient contributes one
 sample per visit); between-patient factors (response; arm in unblinded runs): overall with whole-patient
 permutations, and per visit (one sample per patient, free permutations). PERMDISP per factor. Alpha indices:
@@ -44,17 +51,25 @@ pseudocount 0.5 on the kept taxa), one long table with an ``analysis`` column:
   :func:`analysis.microbiome.differential.by_visit`); ``responder_pooled``: per-patient mean CLR over all visits;
 * ``change_from_baseline``: paired CLR change from the patient's baseline at each visit (signed rank), pooled
   over arms (the blinded view of time effects);
+* CLR linear mixed models with a random intercept per patient (:func:`mixed_model_tests`, REML, all taxa at once):
+  ``visit_lmm`` (each visit vs baseline), ``responder_lmm`` (adjusted for visit) and, unblinded, ``arm_x_visit_lmm``
+  (the arm x visit interaction at each visit); method ``clr_lmm``;
+* ANCOM-BC (skbio) at :attr:`MicrobiomeConfig.ancombc_rank` (genus) per visit, one sample per patient:
+  ``responder_by_visit_ancombc`` and, unblinded, ``arm_by_visit_ancombc``; method ``ancombc``;
 * unblinded only: ``arm_by_visit`` (CAPSULE vs PLACEBO at each visit), ``arm_x_visit`` (difference between arms
   in CLR change from baseline at each visit: the arm x visit interaction), ``arm_on_treatment`` (per-patient
   mean CLR over the scheduled on-treatment visits) and ``arm_x_visit_pooled`` (per-patient mean CLR change from
   baseline over those visits). The pooled analyses are summary measures (Matthews et al. 1990, BMJ 300:230):
-  one value per patient, so repeated visits neither inflate the sample size nor need a mixed model.
+  one value per patient, so repeated visits neither inflate the sample size nor need a mixed model (the mixed
+  models above are the model-based counterpart).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -69,9 +84,9 @@ from scipy import stats
 
 from analysis.microbiome import qc
 from analysis.microbiome.alpha import MOTHUR_DEFAULT_SEED, alpha_diversity, subsampled_alpha
-from analysis.microbiome.beta import BetaDistances, aitchison, bray_curtis, jaccard
+from analysis.microbiome.beta import BetaDistances, aitchison, bray_curtis, jaccard, unifrac
 from analysis.microbiome.beta import clr as clr_transform
-from analysis.microbiome.differential import DEFAULT_CLR_PSEUDOCOUNT, by_visit, prevalence_filter
+from analysis.microbiome.differential import DEFAULT_CLR_PSEUDOCOUNT, by_visit, clr_lmm, prevalence_filter
 from analysis.microbiome.group_tests import (
     PermutationTest,
     alpha_change_tests,
@@ -106,6 +121,7 @@ __all__ = [
 ALPHA_TEST_INDICES: tuple[str, ...] = ("sobs", "chao", "ace", "shannon", "simpson", "invsimpson", "coverage")
 #: The mart column of each taxonomic rank (the marts say ``kingdom`` where :data:`RANKS` says ``domain``).
 MART_RANK_COLUMNS: dict[str, str] = {"domain": "kingdom", **{r: r for r in RANKS if r != "domain"}}
+TREE_COLUMNS: tuple[str, ...] = ("batch_id", "newick_sha256", "newick", "rooted")
 
 
 @dataclass(frozen=True)
@@ -123,6 +139,7 @@ class MicrobiomeConfig:
     permutations: int = 999
     da_ranks: tuple[str, ...] = ("phylum", "class", "order", "family", "genus")
     da_min_prevalence: float = 0.1
+    ancombc_rank: str | None = "genus"  #: ANCOM-BC per visit at this rank only (None: never); ~1 s per contrast
     low_depth: int = 5000  #: QC flag below this many reads
     max_unassigned: float = 0.1  #: QC flag above this share of reads without a phylum
     negative_max_ratio: float = 0.1  #: negative control flagged above this share of its batch's median depth
@@ -220,6 +237,9 @@ class MicrobiomeInputs:
     control_counts: pd.DataFrame
     unblinded: bool
     responder_source: str | None
+    #: ``batch_id, newick_sha256, newick, rooted`` of the delivered phylogenies (``staging.stg_seq__trees``; empty
+    #: when no batch has a tree)
+    trees: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(TREE_COLUMNS)))
 
     @property
     def feature_taxonomy(self) -> pd.DataFrame:
@@ -282,7 +302,12 @@ def read_inputs(con: duckdb.DuckDBPyConnection, *, unblinded: bool) -> Microbiom
     control_counts = con.execute(
         "select batch_id, sample_id, sample_role, feature_id, read_count from marts.sequencing_control_counts"
     ).df()
-    return MicrobiomeInputs(matrix, libs, long, taxonomy, meta, controls, control_counts, unblinded, responder_source)
+    trees = pd.DataFrame(columns=list(TREE_COLUMNS))
+    if _table_exists(con, "staging", "stg_seq__trees"):
+        trees = con.execute(f"select {', '.join(TREE_COLUMNS)} from staging.stg_seq__trees order by batch_id").df()
+    return MicrobiomeInputs(
+        matrix, libs, long, taxonomy, meta, controls, control_counts, unblinded, responder_source, trees
+    )
 
 
 def distance_dir(warehouse: Path) -> Path:
@@ -579,6 +604,7 @@ def _distance_tests(
     config: MicrobiomeConfig,
     *,
     full: bool,
+    feature_level: str | None = None,
 ) -> list[dict[str, Any]]:
     """PERMANOVA by visit (permutations within patients) and by each between-patient factor (whole-patient
     permutations; and, when ``full``, per visit with free permutations); ANOSIM and PERMDISP alongside when
@@ -586,7 +612,7 @@ def _distance_tests(
     m = meta.reindex(list(dist.ids))
     visit, patient = m["visit"], m["subject_id"]
     perm: dict[str, Any] = {"permutations": config.permutations, "seed": 0}
-    base = {"metric": metric, "feature_level": config.beta_rank}
+    base = {"metric": metric, "feature_level": feature_level or config.beta_rank}
     rows = [
         _permutation_row(
             permanova(dist, visit, strata=patient, **perm), **base, factor="visit", visit="ALL", scheme="within patient"
@@ -638,9 +664,18 @@ def _distance_tests(
     return rows
 
 
-def _ordination_rows(ordination: Ordination, metric: str, n_axes: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _ordination_rows(
+    ordination: Ordination, metric: str, n_axes: int, feature_level: str | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     coords = ordination.coordinates[:, :n_axes]
-    frame = pd.DataFrame({"method": ordination.method, "metric": metric, "sample_id": list(ordination.ids)})
+    frame = pd.DataFrame(
+        {
+            "method": ordination.method,
+            "metric": metric,
+            "feature_level": feature_level,
+            "sample_id": list(ordination.ids),
+        }
+    )
     for k in range(n_axes):
         frame[f"axis{k + 1}"] = coords[:, k] if k < coords.shape[1] else np.nan
     axes = ordination.axes_frame().head(n_axes)
@@ -651,6 +686,60 @@ def _ordination_rows(ordination: Ordination, metric: str, n_axes: int) -> tuple[
         if col not in axes.columns:
             axes[col] = np.nan
     return frame, axes[["method", "metric", "axis", "name", "eigenvalue", "proportion_explained", "stress"]]
+
+
+@dataclass(frozen=True)
+class PhylogenyCounts:
+    """Feature counts of the samples that share one delivered tree (see :func:`phylogeny_counts`)."""
+
+    counts: sp.csr_matrix  #: samples x features on the tree (features merged across batches by id)
+    ids: tuple[str, ...]
+    features: tuple[str, ...]
+    tree: Any  #: rooted ``skbio.TreeNode``
+    batches: tuple[str, ...]
+    newick_sha256: str
+    reads_off_tree: int  #: reads of features that are not tips (0 when the loader's check held)
+
+
+def phylogeny_counts(inputs: MicrobiomeInputs) -> PhylogenyCounts | None:
+    """The samples and feature counts for UniFrac, or None when no batch delivered a tree.
+
+    Batches that deliver the same tree (equal ``newick_sha256``) form a group; the group with the most samples is
+    used (ties: the first tree by hash). Its batches' feature columns are merged by feature id (ASV ids are global),
+    features that are not tips are dropped (counted in ``reads_off_tree``), samples left without reads dropped. The
+    tree is parsed with :func:`analysis.readers.tree.parse_newick` (midpoint-rooted when delivered unrooted).
+    """
+    from analysis.readers.tree import parse_newick
+
+    trees = inputs.trees
+    if trees is None or trees.empty:
+        return None
+    libs = inputs.matrix.libraries
+    per_batch = libs.groupby("batch_id").size()
+    groups = trees.groupby("newick_sha256")["batch_id"].agg(lambda b: tuple(sorted(set(b))))
+    ranked = sorted(groups.items(), key=lambda kv: (-int(per_batch.reindex(list(kv[1])).fillna(0).sum()), kv[0]))
+    sha, batches = ranked[0]
+    row = trees[trees["newick_sha256"] == sha].iloc[0]
+    tree, _ = parse_newick(
+        str(row["newick"]), f"staging.stg_seq__trees ({row['batch_id']})", rooted=row["rooted"] == "Y"
+    )
+    rows = np.flatnonzero(libs["batch_id"].isin(batches).to_numpy())
+    cols = np.flatnonzero(inputs.matrix.features["batch_id"].isin(batches).to_numpy())
+    if rows.size < 2 or cols.size == 0:
+        return None
+    feature_ids = inputs.matrix.features["feature_id"].to_numpy(dtype=object)[cols]
+    uniq, inverse = np.unique(feature_ids.astype(str), return_inverse=True)
+    merge = sp.csr_matrix((np.ones(cols.size), (np.arange(cols.size), inverse)), shape=(cols.size, uniq.size))
+    counts = sp.csr_matrix(inputs.matrix.counts[rows][:, cols] @ merge)
+    tips = {node.name for node in tree.tips()}
+    on_tree = np.array([f in tips for f in uniq], dtype=bool)
+    reads_off = int(np.rint(counts[:, ~on_tree].sum()))
+    counts = sp.csr_matrix(counts[:, on_tree])
+    keep = np.asarray(counts.sum(axis=1)).ravel() > 0
+    ids = tuple(np.asarray(inputs.matrix.sample_ids, dtype=object)[rows][keep])
+    counts = sp.csr_matrix(counts[keep])
+    counts.data = np.round(counts.data)
+    return PhylogenyCounts(counts, ids, tuple(uniq[on_tree]), tree, batches, str(sha), reads_off)
 
 
 def compute_beta(
@@ -680,23 +769,43 @@ def compute_beta(
         distances["jaccard"] = jaccard(rarefied, [ids_ne[i] for i in kept])
     with timer("aitchison"):
         distances["aitchison"] = aitchison(counts, ids_ne, pseudocount=1.0)
+    level = dict.fromkeys(distances, config.beta_rank)
+    n_features = dict.fromkeys(distances, len(taxa))
+    transform = {
+        "braycurtis": "relative abundance (total-sum scaling)",
+        "jaccard": f"presence/absence after one rarefaction to {depth} reads (seed {config.seed})",
+        "aitchison": "clr(counts + 1)",
+    }
+    with timer("unifrac"):
+        phylo = phylogeny_counts(inputs)
+        if phylo is not None:
+            where = f"features of batches {', '.join(phylo.batches)} on their tree (sha256 {phylo.newick_sha256[:12]})"
+            if phylo.reads_off_tree:
+                where += f"; {phylo.reads_off_tree} reads of features not on the tree left out"
+            distances["weighted_unifrac"] = unifrac(phylo.counts, phylo.ids, phylo.features, phylo.tree, weighted=True)
+            transform["weighted_unifrac"] = f"relative abundance of {where}; not normalised (skbio/QIIME 2 default)"
+            rare, kept_rows = rarefy_once(phylo.counts, depth, config.seed)
+            if kept_rows.size >= 3:
+                kept_ids = [phylo.ids[i] for i in kept_rows]
+                distances["unweighted_unifrac"] = unifrac(rare, kept_ids, phylo.features, phylo.tree)
+                transform["unweighted_unifrac"] = (
+                    f"presence/absence of {where} after one rarefaction to {depth} reads (seed {config.seed})"
+                )
+            for metric in ("weighted_unifrac", "unweighted_unifrac"):
+                level[metric], n_features[metric] = "feature", len(phylo.features)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = []
     for metric, dist in distances.items():
-        path = dist.save_npz(out_dir / f"{metric}_{config.beta_rank}.npz")
+        path = dist.save_npz(out_dir / f"{metric}_{level[metric]}.npz")
         files.append(
             {
                 "metric": metric,
-                "feature_level": config.beta_rank,
+                "feature_level": level[metric],
                 "n_samples": dist.n,
-                "n_features": len(taxa),
+                "n_features": n_features[metric],
                 "path": str(path.resolve()),
                 "bytes": path.stat().st_size,
-                "transform": {
-                    "braycurtis": "relative abundance (total-sum scaling)",
-                    "jaccard": f"presence/absence after one rarefaction to {depth} reads (seed {config.seed})",
-                    "aitchison": "clr(counts + 1)",
-                }[metric],
+                "transform": transform[metric],
                 "loader": "analysis.microbiome.beta.load_npz(path)",
             }
         )
@@ -718,8 +827,18 @@ def compute_beta(
         f, a = _ordination_rows(ord_pca, "aitchison", config.pcoa_axes)
         coords.append(f)
         axes.append(a)
+    for metric in ("weighted_unifrac", "unweighted_unifrac"):
+        if metric in distances:
+            with timer(f"pcoa_{metric}"):
+                dist = distances[metric]
+                ordination = pcoa(
+                    dist, dimensions=None if dist.n <= 2000 else config.pcoa_axes, exact_proportions=False
+                )
+                f, a = _ordination_rows(ordination, metric, config.pcoa_axes, level[metric])
+                coords.append(f)
+                axes.append(a)
     coordinates = _with_meta(pd.concat(coords, ignore_index=True), inputs)
-    coordinates["feature_level"] = config.beta_rank
+    coordinates["feature_level"] = coordinates["feature_level"].fillna(config.beta_rank)
     front = ["method", "metric", "feature_level", "sample_id", *_meta_columns(inputs)]
     coordinates = coordinates[front + [c for c in coordinates.columns if c not in front]]
     meta = inputs.meta
@@ -728,7 +847,9 @@ def compute_beta(
         tests = [
             row
             for metric, dist in distances.items()
-            for row in _distance_tests(dist, meta, metric, between, config, full=metric == "braycurtis")
+            for row in _distance_tests(
+                dist, meta, metric, between, config, full=metric == "braycurtis", feature_level=level[metric]
+            )
         ]
     test_frame = pd.DataFrame(tests)
     test_frame["q_value"] = np.nan
@@ -898,6 +1019,88 @@ def pooled_group_tests(
     return out
 
 
+_LEVEL = re.compile(r"\[T\.(.*?)\]")
+
+
+def mixed_model_tests(
+    counts: np.ndarray,
+    taxa: Sequence[str],
+    meta: pd.DataFrame,
+    *,
+    baseline: str,
+    responder_reference: str = "non-responder",
+    arm_reference: str | None = None,
+) -> dict[str, pd.DataFrame]:
+    """CLR linear mixed models with a random intercept per patient (:func:`clr_lmm`, all taxa at once, REML).
+
+    ``counts`` (samples x kept taxa) rows are aligned with ``meta`` (columns ``subject_id, visit, responder``
+    [, ``arm``]); the CLR uses pseudocount :data:`DEFAULT_CLR_PSEUDOCOUNT` over the kept taxa. Models and the
+    analyses they give (one row per taxon and reported coefficient; effect = coefficient in CLR units, statistic
+    = Wald z, BH over taxa per coefficient):
+
+    * ``visit_lmm``: ``clr ~ C(visit, Treatment(baseline))``, one row per post-baseline visit: mean change from
+      baseline, patients' repeated samples handled by the random intercept;
+    * ``responder_lmm``: ``clr ~ responder + C(visit)`` on patients with a known response: responders vs
+      non-responders adjusted for visit (``visit = "ALL"``);
+    * ``arm_x_visit_lmm`` (``arm_reference`` given, unblinded runs only): ``clr ~ arm * C(visit)``, the arm x visit
+      interaction at each post-baseline visit (difference between arms in change from baseline).
+    """
+    m = meta.reset_index(drop=True)
+    x = np.asarray(counts)
+    out: dict[str, pd.DataFrame] = {}
+    if baseline not in set(m["visit"].dropna()):
+        return out
+    visit_term = f"C(visit, Treatment(reference={baseline!r}))"
+
+    def sizes(mask_ref: np.ndarray, mask_other: np.ndarray) -> tuple[int, int]:
+        return int(mask_ref.sum()), int(mask_other.sum())
+
+    def rows(frame: pd.DataFrame, sub: pd.DataFrame, kind: str, group: str | None, ref: str | None) -> pd.DataFrame:
+        result = []
+        for term, part in frame.groupby("term", sort=False):
+            lv = _LEVEL.findall(str(term))
+            if kind == "visit":
+                v = lv[-1]
+                n_ref, n_other = sizes((sub["visit"] == baseline).to_numpy(), (sub["visit"] == v).to_numpy())
+                contrast = f"visit: {v} vs {baseline} (mixed model, patient random intercept)"
+            elif kind == "group":
+                v = "ALL"
+                g = sub[group].astype(str)
+                n_ref, n_other = sizes((g == ref).to_numpy(), (g == lv[0]).to_numpy())
+                contrast = f"{group}: {lv[0]} vs {ref}, adjusted for visit (mixed model, patient random intercept)"
+            else:
+                v = lv[-1]
+                at = (sub["visit"] == v).to_numpy()
+                g = sub[group].astype(str).to_numpy()
+                n_ref, n_other = sizes(at & (g == ref), at & (g == lv[0]))
+                contrast = f"{group} x visit: {lv[0]} vs {ref}, change {v} - {baseline} (mixed model)"
+            result.append(
+                part.assign(visit=v, contrast=contrast, n_ref=n_ref, n_other=n_other)[
+                    ["visit", "taxon", "contrast", "effect", "statistic", "p_value", "q_value", "n_ref", "n_other"]
+                ]
+            )
+        return pd.concat(result, ignore_index=True) if result else pd.DataFrame()
+
+    sub = m[m["visit"].notna() & m["subject_id"].notna()]
+    if sub["visit"].nunique() >= 2:
+        fit = clr_lmm(x[sub.index.to_numpy()], taxa, sub, formula=visit_term, patient="subject_id")
+        out["visit_lmm"] = rows(fit, sub, "visit", None, None)
+    sub = m[m["visit"].notna() & m["responder"].notna()]
+    if sub["responder"].nunique() == 2 and responder_reference in set(sub["responder"]):
+        term = f"C(responder, Treatment(reference={responder_reference!r}))"
+        fit = clr_lmm(x[sub.index.to_numpy()], taxa, sub, formula=f"{term} + {visit_term}", patient="subject_id")
+        fit = fit[fit["term"].astype(str).str.startswith(term)]
+        out["responder_lmm"] = rows(fit, sub, "group", "responder", responder_reference)
+    if arm_reference is not None and "arm" in m.columns:
+        sub = m[m["visit"].notna() & m["arm"].notna()]
+        if sub["arm"].nunique() == 2 and arm_reference in set(sub["arm"]):
+            term = f"C(arm, Treatment(reference={arm_reference!r}))"
+            fit = clr_lmm(x[sub.index.to_numpy()], taxa, sub, formula=f"{term} * {visit_term}", patient="subject_id")
+            fit = fit[fit["term"].astype(str).str.contains(":")]
+            out["arm_x_visit_lmm"] = rows(fit, sub, "interaction", "arm", arm_reference)
+    return {k: v for k, v in out.items() if not v.empty}
+
+
 def compute_differential(
     inputs: MicrobiomeInputs, config: MicrobiomeConfig, timer: Timer | None = None
 ) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
@@ -953,6 +1156,34 @@ def compute_differential(
                 "responder_pooled",
                 "clr_patient_mean_wilcoxon",
             )
+            for analysis, frame in mixed_model_tests(
+                xf,
+                tf,
+                md_resp,
+                baseline=config.baseline_visit,
+                arm_reference=config.arm_reference if inputs.unblinded else None,
+            ).items():
+                add(frame, analysis, "clr_lmm")
+            if rank == config.ancombc_rank:
+                for group, reference, analysis in (
+                    ("responder", "non-responder", "responder_by_visit_ancombc"),
+                    *((("arm", config.arm_reference, "arm_by_visit_ancombc"),) if inputs.unblinded else ()),
+                ):
+                    data = md_resp if group == "responder" else md
+                    if data[group].notna().any() and data[group].nunique() == 2:
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore", RuntimeWarning)
+                            res = by_visit(
+                                x,
+                                taxa,
+                                data,
+                                group=group,
+                                visit="visit",
+                                reference=reference,
+                                method="ancombc",
+                                min_prevalence=config.da_min_prevalence,
+                            )
+                        frames.append(res.assign(analysis=analysis, rank=rank))
             if inputs.unblinded and md["arm"].notna().any():
                 res = by_visit(
                     x,

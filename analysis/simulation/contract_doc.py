@@ -81,6 +81,13 @@ def render_contract_markdown() -> str:
     ]
     out += _table(list(contract.SEQ_TABLE_SUFFIXES.items()), head=("Ending", "Reader"))
     out += [f"Taxonomy files: {_code_list(contract.SEQ_TAXONOMY_FILES)}.", ""]
+    out += [
+        "Phylogeny (optional, for UniFrac): Newick, file ending "
+        f"{_code_list(tuple(contract.SEQ_TREE_SUFFIXES))} (gzip allowed), or a QIIME 2 artifact named "
+        f"`*{contract.SEQ_TREE_QZA_SUFFIX}` of type {_code_list(tuple(contract.SEQ_TREE_QZA_TYPES))}; "
+        "every feature of the batch's table must be a tip.",
+        "",
+    ]
     out += ["### Metabolomics: `metabolomics/<batch>/features.csv`", ""]
     out += _table(
         [(c, "yes") for c in contract.MTB_FEATURE_REQUIRED] + [(c, "optional") for c in contract.MTB_FEATURE_OPTIONAL]

@@ -10,7 +10,10 @@ float matrix; counts are kept sparse.
 Delivery. Batch k (``SEQ01`` ...) uses format ``SEQ_FORMATS[(k-1) % 5]``: BIOM 2.1 HDF5, mothur
 ``.shared`` + ``.cons.taxonomy``, classic TSV (gzipped), BIOM 1.0 JSON, QIIME 2 ``.qza`` + ``taxonomy.tsv``.
 Feature ids are the ASV ids (MD5-like, as QIIME 2 names ASVs) except in the mothur batch, which numbers
-OTUs ``Otu0001`` ... by abundance; ``truth/feature_map.csv`` maps every delivered id back to its ASV.
+OTUs ``Otu0001`` ... by abundance; ``truth/feature_map.csv`` maps every delivered id back to its ASV. Every ASV
+batch also carries the study phylogeny (:func:`tree_newick`: a tree of all ASVs consistent with their lineage,
+``tree.nwk``, or ``rooted-tree.qza`` in the QIIME 2 batch), the same file in each, as a core delivers a tree built
+on the study's merged representative sequences; the mothur batch has none (its OTU ids are batch-local).
 """
 
 from __future__ import annotations
@@ -385,6 +388,69 @@ def _write_biom_json(path: Path, batch: str, counts: sp.csr_matrix, obs_ids: lis
         fh.write(b"]}")
 
 
+#: Branch length from a taxon to its parent, by the taxon's rank (domain .. genus); tips get 0.01-0.05.
+TREE_BRANCH_LENGTHS = (0.30, 0.20, 0.12, 0.10, 0.08, 0.06)
+
+
+def tree_newick(catalogue: AsvCatalogue) -> str:
+    """A rooted phylogeny of every ASV consistent with its true lineage (Newick; tips named by ASV id).
+
+    Internal nodes are the taxa (domain .. genus) of ``catalogue.lineage``, joined at a root; the edge above a taxon
+    has the length of its rank (:data:`TREE_BRANCH_LENGTHS`), the edge above an ASV 0.01-0.05 from the ASV id's
+    MD5 (no random draw, so the other files of a seed stay byte-identical); nodes with a single child are merged
+    into their child (lengths added). Deterministic: children sorted by name.
+    """
+    root: dict = {}
+    for j, asv in enumerate(catalogue.ids):
+        node = root
+        for name in catalogue.lineage[j][:6]:
+            node = node.setdefault(name, {})
+        node[asv] = None
+
+    def render(name: str, children: dict | None, length: float, depth: int) -> str:
+        if children is None:
+            tip = 0.01 + 0.04 * int(hashlib.md5(name.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+            return f"{name}:{length + tip:.6f}"
+        if len(children) == 1:  # merge a single-child node into its child
+            ((child, grand),) = children.items()
+            step = TREE_BRANCH_LENGTHS[depth] if grand is not None and depth < len(TREE_BRANCH_LENGTHS) else 0.0
+            return render(child, grand, length + step, depth + 1)
+        inner = ",".join(
+            render(child, grand, TREE_BRANCH_LENGTHS[depth] if grand is not None else 0.0, depth + 1)
+            for child, grand in sorted(children.items())
+        )
+        return f"({inner}):{length:.6f}"
+
+    domains = [
+        render(name, children, TREE_BRANCH_LENGTHS[0] if len(root) > 1 else 0.0, 1)
+        for name, children in sorted(root.items())
+    ]
+    if len(domains) == 2:
+        return f"({','.join(domains)});\n"
+    # one domain (or more than two): a single zero-length edge under the root, so the root is explicit (a root
+    # with three or more children is read as an unrooted tree, analysis.readers.tree)
+    return f"(({','.join(domains)}):0.000000);\n" if len(domains) > 2 else f"({domains[0]});\n"
+
+
+def _tree_files(batch_dir: Path, batch: str, fmt: str, newick: str) -> list[Path]:
+    """The batch's copy of the study phylogeny: ``tree.nwk``, or ``rooted-tree.qza`` in the QIIME 2 batch; none in
+    the mothur batch (its OTU ids are local to the batch, so a study tree of ASVs does not name them)."""
+    if fmt == "mothur":
+        return []
+    if fmt != "qza":
+        path = batch_dir / "tree.nwk"
+        write_text(path, newick)
+        return [path]
+    path = batch_dir / "rooted-tree.qza"
+    tree_uuid = str(uuid.UUID(bytes=hashlib.md5(f"{batch}:{newick}".encode()).digest(), version=4))
+    version = b"QIIME 2\narchive: 5\nframework: 2024.5.0\n"
+    metadata = f"uuid: {tree_uuid}\ntype: Phylogeny[Rooted]\nformat: NewickDirectoryFormat\n".encode()
+    members = [("VERSION", version), ("metadata.yaml", metadata), ("data/tree.nwk", newick.encode())]
+    checksums = "".join(f"{hashlib.md5(data).hexdigest()}  {name}\n" for name, data in members).encode()
+    write_zip(path, [(f"{tree_uuid}/{name}", data) for name, data in [*members, ("checksums.md5", checksums)]])
+    return [path]
+
+
 def write_batch(
     batch_dir: Path,
     batch: str,
@@ -394,8 +460,10 @@ def write_batch(
     catalogue: AsvCatalogue,
     created: datetime,
     qza_uuid: str,
+    newick: str | None = None,
 ) -> tuple[list[Path], pd.DataFrame]:
-    """Write one batch's feature table (samples x ASVs in) in ``fmt``; returns files and the feature map."""
+    """Write one batch's feature table (samples x ASVs in) in ``fmt`` (and, given ``newick``, the study
+    phylogeny: :func:`_tree_files`); returns files and the feature map."""
     totals = np.asarray(counts.sum(axis=0)).ravel()
     keep = np.flatnonzero(totals > 0)  # real tables drop features unseen in the batch
     table = counts[:, keep].T.tocsr()  # features x samples
@@ -452,6 +520,8 @@ def write_batch(
         files += [path, tax_path]
     else:  # pragma: no cover - guarded by SEQ_FORMATS
         raise ValueError(fmt)
+    if newick is not None:
+        files += _tree_files(batch_dir, batch, fmt, newick)
     fmap = pd.DataFrame({"batch": batch, "format": fmt, "feature_id": feature_ids, "asv_id": asv_ids})
     return files, fmap
 
@@ -541,6 +611,7 @@ def simulate_sequencing(
     files: list[Path] = []
     fmaps: list[pd.DataFrame] = []
     batches: dict[str, str] = {}
+    newick = tree_newick(catalogue)
     last_day = int(faeces["day"].max()) if len(faeces) else 0
     for b, batch in enumerate(sorted(samples["batch"].unique())):
         fmt = SEQ_FORMATS[b % len(SEQ_FORMATS)]
@@ -552,7 +623,7 @@ def simulate_sequencing(
         created = _fixed_datetime(p, last_day + 30 * (b + 1))
         qza_uuid = str(uuid.UUID(bytes=rng.bytes(16), version=4))
         bfiles, fmap = write_batch(
-            batch_dir, batch, fmt, counts[sel], sub["sample_id"].tolist(), catalogue, created, qza_uuid
+            batch_dir, batch, fmt, counts[sel], sub["sample_id"].tolist(), catalogue, created, qza_uuid, newick
         )
         manifest = pd.DataFrame(
             {

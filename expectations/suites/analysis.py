@@ -701,7 +701,10 @@ def _microbiome() -> dict[str, Table]:
         "beta_distance_files": Table(
             keys=("metric", "feature_level"),
             checks=lambda gxe: [
-                gxe.ExpectColumnValuesToBeInSet(column="metric", value_set=["braycurtis", "jaccard", "aitchison"]),
+                gxe.ExpectColumnValuesToBeInSet(
+                    column="metric",
+                    value_set=["braycurtis", "jaccard", "aitchison", "weighted_unifrac", "unweighted_unifrac"],
+                ),
                 gxe.ExpectColumnValuesToBeBetween(column="n_samples", min_value=2),
                 gxe.ExpectColumnValuesToBeBetween(column="bytes", min_value=1),
                 gxe.ExpectColumnValuesToNotBeNull(column="path"),

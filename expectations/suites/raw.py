@@ -396,7 +396,7 @@ def _seq_trees() -> SuiteSpec:
             gxe.ExpectColumnValuesToNotBeNull(column="newick"),
             gxe.ExpectColumnValuesToBeBetween(column="n_tips", min_value=2, description="A tree has at least 2 tips"),
             gxe.ExpectColumnValuesToBeInSet(column="rooted", value_set=["Y", "N"]),
-            gxe.ExpectCompoundColumnsToBeUnique(column_list=["_source_file"]),
+            gxe.ExpectCompoundColumnsToBeUnique(column_list=["_source_file", "batch_id"]),
         ]
 
     return SuiteSpec(

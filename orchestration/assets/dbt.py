@@ -15,6 +15,7 @@ switch and the data cut-off. dbt unit tests are excluded from orchestrated runs 
 """
 
 import fcntl
+import importlib.metadata
 import io
 import json
 import os
@@ -22,14 +23,16 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, redirect_stdout
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from packaging import version
 
 from orchestration.assets.raw import DUCKDB_POOL
 from orchestration.assets.unblinding import RANDOMISATION_LIST_KEY
@@ -105,6 +108,9 @@ def parse_manifest(project_dir: Path = DBT_PROJECT_DIR) -> Path:
             str(project_dir),
             "--profiles-dir",
             str(project_dir),
+            # the manifest Dagster loads, even when DBT_TARGET_PATH sends dbt runs elsewhere (tests/bench/run.py)
+            "--target-path",
+            str(project_dir / "target"),
             "--vars",
             json.dumps(DEFAULT_VARS),
         ],
@@ -173,6 +179,30 @@ def dbt_build_args(settings: TrialSettings) -> list[str]:
     return ["build", "--exclude-resource-type", "unit_test", "--vars", json.dumps(dbt_vars(settings))]
 
 
+#: Lines of dbt's output kept for the failure message of a failed ``dbt build``.
+DBT_OUTPUT_TAIL_LINES = 40
+
+
+def quiet_events(events: Iterator[Any], tail: deque[str]) -> Iterator[Any]:
+    """``events`` (a dagster-dbt event stream) passed on one by one as dbt emits them, with the dbt log lines
+    dagster-dbt echoes to stdout kept out of the terminal (``guttrial build`` stays readable; dbt writes its full
+    log to the run's target folder anyway): the last lines are kept in ``tail`` for a failure message.
+
+    Events go on to Dagster while dbt is still running, so Dagster's bookkeeping of each model and check (event
+    log writes) overlaps dbt's own work on the other core instead of following it. stdout is redirected only
+    while dagster-dbt produces the next event, never while Dagster handles the one yielded.
+    """
+    iterator = iter(events)
+    while True:
+        echo = io.StringIO()
+        with redirect_stdout(echo):
+            event = next(iterator, None)
+        tail.extend(echo.getvalue().splitlines())
+        if event is None:
+            return
+        yield event
+
+
 @cache
 def dbt_model_assets() -> dg.AssetsDefinition:
     project = dbt_project()
@@ -192,16 +222,11 @@ def dbt_model_assets() -> dg.AssetsDefinition:
         # starts (inside cli()), so point it at this run's warehouse just for that moment.
         with _environ(ENV_WAREHOUSE, str(settings.warehouse)):
             invocation = dbt.cli(dbt_build_args(settings), context=context, raise_on_error=False)
-        # dagster-dbt echoes every dbt log line to stdout; dbt keeps the full log in its target folder anyway, so
-        # keep terminals (guttrial build) readable and show only the tail when dbt fails.
-        echo = io.StringIO()
-        with redirect_stdout(echo):
-            events = list(invocation.stream())
-        yield from events
+        tail: deque[str] = deque(maxlen=DBT_OUTPUT_TAIL_LINES)
+        yield from quiet_events(invocation.stream(), tail)
         log_file = invocation.target_path / "dbt.log"
         if not invocation.is_successful():
-            tail = "\n".join(echo.getvalue().splitlines()[-40:])
-            raise dg.Failure(f"dbt build failed (full log: {log_file})", metadata={"dbt_output_tail": tail})
+            raise dg.Failure(f"dbt build failed (full log: {log_file})", metadata={"dbt_output_tail": "\n".join(tail)})
         context.log.info(f"dbt build finished; full log: {log_file}")
         prune_run_targets(invocation.target_path.parent)
 
@@ -227,5 +252,30 @@ def prune_run_targets(target_dir: Path, keep: int = KEEP_RUN_TARGETS, min_age_se
     return removed
 
 
+class GuttrialDbtCliResource(DbtCliResource):
+    """``DbtCliResource`` without two start-up costs of every ``dbt.cli()`` call that this project never uses.
+
+    * dagster-dbt runs ``dbt --version`` in a subprocess (a full dbt start-up, ~3 s of CPU) to tell dbt Core
+      from the Fusion engine. The dbt we run is this environment's (:func:`dbt_executable`), so its version is
+      the installed ``dbt-core`` package's.
+    * dagster-dbt builds a dbt adapter in this process (loading and parsing every dbt macro, several seconds)
+      before starting dbt; it serves only ``fetch_row_counts()`` / ``fetch_column_metadata()``, which the dbt
+      asset does not call (row counts would cost a query per model). No adapter: dbt starts at once.
+    """
+
+    @cached_property
+    def _cli_version(self) -> version.Version:
+        executable = Path(self.dbt_executable)
+        ours = {Path(sys.executable).with_name("dbt"), Path(sys.prefix) / "bin" / "dbt"}
+        if executable in ours:
+            return version.parse(importlib.metadata.version("dbt-core"))
+        return super()._cli_version
+
+    def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> Any:
+        return None
+
+
 def dbt_resource() -> DbtCliResource:
-    return DbtCliResource(project_dir=dbt_project(), profiles_dir=str(DBT_PROJECT_DIR), dbt_executable=dbt_executable())
+    return GuttrialDbtCliResource(
+        project_dir=dbt_project(), profiles_dir=str(DBT_PROJECT_DIR), dbt_executable=dbt_executable()
+    )

@@ -26,13 +26,13 @@ import pandas as pd
 
 from analysis import endpoints as ep
 from analysis.endpoint_config import DEFAULT_CONFIG, EndpointConfig
-from orchestration.analysis_io import ANALYSIS_SCHEMA, read_marts, write_tables
+from orchestration.analysis_io import ANALYSIS_SCHEMA, read_marts, table_metadata, write_tables
 from orchestration.assets.raw import DUCKDB_POOL
+from orchestration.groups import group_owners
 from orchestration.resources import TrialSettings
 
 ENDPOINTS_GROUP = "endpoints"
-OWNERS = ["team:biostatistics"]
-PREVIEW_ROWS = 10
+OWNERS = group_owners(ENDPOINTS_GROUP)
 
 TABLE_DESCRIPTIONS: dict[str, str] = {
     "recist_timepoint_responses": "Derived time-point responses from lesion measurements, one row per subject, "
@@ -105,20 +105,6 @@ def analysis_key(table: str) -> dg.AssetKey:
 
 
 # ------------------------------------------------------------------------------------------------ metadata
-
-
-def _preview(frame: pd.DataFrame, rows: int = PREVIEW_ROWS) -> str:
-    if frame.empty:
-        return "_empty_"
-    head = frame.head(rows).copy()
-    for col in head.columns:
-        if pd.api.types.is_float_dtype(head[col]):
-            head[col] = head[col].round(4)
-    return head.to_markdown(index=False)
-
-
-def _column_schema(frame: pd.DataFrame) -> dg.TableSchema:
-    return dg.TableSchema(columns=[dg.TableColumn(str(c), str(t)) for c, t in frame.dtypes.items()])
 
 
 def _ci(est: float | None, lo: float | None, hi: float | None, digits: int = 1, scale: float = 1.0) -> str:
@@ -241,14 +227,16 @@ def _build_domain_asset(domain: str) -> dg.AssetsDefinition:
             f"- read {read_s:.1f} s, compute {compute_s:.1f} s, write {write_s:.1f} s"
         )
         extra = key_figures(out, config) if domain == "efficacy" else {}
+        if domain == "efficacy" and blinded:
+            # Say why there is no HR, so nobody reads an empty comparison table as a failed computation.
+            for name in ("survival_comparisons", "response_rate_differences"):
+                extra.setdefault(name, {})["arm comparison"] = "not computed: blinded run (pooled estimates only)"
         for name in tables:
             frame = out[name]
             yield dg.MaterializeResult(
                 asset_key=analysis_key(name),
                 metadata={
-                    "dagster/row_count": dg.MetadataValue.int(len(frame)),
-                    "dagster/column_schema": _column_schema(frame),
-                    "preview": dg.MetadataValue.md(_preview(frame)),
+                    **table_metadata(frame),
                     "blinded": blinded,
                     "cutoff": cutoff.isoformat() if cutoff else "none",
                     **extra.get(name, {}),

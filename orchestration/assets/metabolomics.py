@@ -58,7 +58,9 @@ from analysis.metabolomics.study import (
     prepared_long,
     top_features,
 )
+from orchestration.analysis_io import table_metadata
 from orchestration.assets.raw import DUCKDB_POOL
+from orchestration.groups import group_owners
 from orchestration.resources import TrialSettings
 
 METABOLOMICS_GROUP = "metabolomics"
@@ -312,7 +314,7 @@ def _per_matrix(results: dict[str, MatrixResults], key: str, digits: int = 4) ->
 def _metadata(
     name: str, frame: pd.DataFrame, results: dict[str, MatrixResults], info: dict[str, object], unblinded: bool
 ) -> dict[str, object]:
-    meta: dict[str, object] = {"dagster/row_count": dg.MetadataValue.int(len(frame)), "unblinded": unblinded}
+    meta: dict[str, object] = {**table_metadata(frame), "unblinded": unblinded}
     if name == "metabolomics_steps":
         meta.update(_per_matrix(results, "features_in"))
         meta.update(_per_matrix(results, "features_prepared"))
@@ -347,7 +349,7 @@ def _metadata(
             description=description,
             group_name=METABOLOMICS_GROUP,
             kinds={"python", "duckdb"},
-            owners=["team:biostatistics"],
+            owners=group_owners(METABOLOMICS_GROUP),
             deps=[*MART_KEYS, BOR_KEY],
         )
         for name, description in TABLES.items()
@@ -400,7 +402,7 @@ def read_differential_genera(con: duckdb.DuckDBPyConnection, threshold: float = 
     description=INTEGRATION_DESCRIPTION,
     group_name=METABOLOMICS_GROUP,
     kinds={"python", "duckdb"},
-    owners=["team:biostatistics"],
+    owners=group_owners(METABOLOMICS_GROUP),
     deps=[
         table_key("metabolomics_prepared"),
         table_key("differential_metabolites"),

@@ -10,12 +10,15 @@ and replacing them in one transaction (``create or replace table analysis.<name>
 * ``microbiome_alpha_tests``: Kruskal–Wallis / Wilcoxon with BH and paired change from baseline (reads the alpha
   tables back);
 * ``microbiome_beta``: Bray–Curtis / Jaccard / Aitchison on genus-collapsed counts (mothur OTU ids are per batch,
-  so cross-batch analyses use lineage-collapsed taxa), written as ``.npz`` files in ``<warehouse>_microbiome/``
-  and listed in ``analysis.beta_distance_files``; PCoA (Bray–Curtis), NMDS (Bray–Curtis, stress) and PCA (CLR)
-  coordinates with visit (arm only unblinded); PERMANOVA / PERMDISP / ANOSIM by visit (within patients) and by
-  response (whole patients; and per visit), by arm only unblinded; distance to own baseline;
+  so cross-batch analyses use lineage-collapsed taxa) and, when batches delivered a phylogeny
+  (``staging.stg_seq__trees``), weighted and unweighted UniFrac on the features of the batches sharing the tree;
+  written as ``.npz`` files in ``<warehouse>_microbiome/`` and listed in ``analysis.beta_distance_files``; PCoA
+  (Bray–Curtis, UniFrac), NMDS (Bray–Curtis, stress) and PCA (CLR) coordinates with visit (arm only unblinded);
+  PERMANOVA / PERMDISP / ANOSIM by visit (within patients) and by response (whole patients; and per visit), by
+  arm only unblinded; distance to own baseline;
 * ``microbiome_differential``: CLR-based differential abundance per rank (phylum .. genus) by visit, by response
-  and, unblinded, by arm x visit.
+  and, unblinded, by arm x visit (Wilcoxon; CLR mixed models with a patient random intercept, all taxa at once;
+  ANCOM-BC per visit at genus rank).
 
 Blinding: a blinded run never reads ``marts.adsl.arm_code``; no table, file or metadata it writes has an arm.
 When the warehouse has no patient sequencing data the assets drop their tables (nothing stale survives) and
@@ -75,9 +78,10 @@ TABLE_DESCRIPTIONS: dict[str, str] = {
     "alpha_change_tests": "Change of alpha indices from the patient's own baseline per visit: signed-rank within "
     "groups, rank-sum between groups (BH).",
     "beta_distance_files": "Distance matrices stored as condensed .npz files beside the warehouse (load with "
-    "analysis.microbiome.beta.load_npz): metric, feature level, transform, samples, path.",
-    "ordination_coordinates": "Per sample and ordination (PCoA Bray-Curtis, NMDS Bray-Curtis, PCA on CLR): axes 1-5 "
-    "with subject, visit, batch and response (arm only in unblinded runs).",
+    "analysis.microbiome.beta.load_npz): metric (Bray-Curtis, Jaccard, Aitchison; weighted and unweighted UniFrac "
+    "when a phylogeny was delivered), feature level, transform, samples, path.",
+    "ordination_coordinates": "Per sample and ordination (PCoA Bray-Curtis and UniFrac, NMDS Bray-Curtis, PCA on "
+    "CLR): axes 1-5 with subject, visit, batch and response (arm only in unblinded runs).",
     "ordination_axes": "Per ordination axis: eigenvalue and proportion explained (PCoA, PCA) or stress (NMDS).",
     "beta_group_tests": "PERMANOVA (R2 as adonis2), ANOSIM and PERMDISP by visit (permuted within patients), by "
     "response (whole patients, and per visit); by arm in unblinded runs; BH per test and metric.",
@@ -85,7 +89,8 @@ TABLE_DESCRIPTIONS: dict[str, str] = {
     "beta_baseline_tests": "Distance to own baseline compared between responders and non-responders (and arms, "
     "unblinded) per visit.",
     "differential_abundance": "CLR-based differential abundance per rank (phylum..genus) and visit: responder vs "
-    "non-responder, paired change from baseline, and (unblinded) arm and arm x visit; effects, q-values, ranks.",
+    "non-responder, paired change from baseline, and (unblinded) arm and arm x visit; Wilcoxon, CLR mixed models "
+    "(patient random intercept) and ANCOM-BC (genus, per visit), method in `method`; effects, q-values, ranks.",
 }
 
 ASSET_TABLES: dict[str, tuple[str, ...]] = {
@@ -119,8 +124,10 @@ DESCRIPTIONS: dict[str, str] = {
     "qc": "Sequencing QC: library sizes, negative controls, mock community vs expected, flagged samples.",
     "alpha": "Alpha diversity (mothur calculators) unrarefied and rarefied, rarefaction depth and curves.",
     "alpha_tests": "Group tests and change from baseline on alpha diversity.",
-    "beta": "Beta diversity files, PCoA/NMDS/PCA coordinates, PERMANOVA/PERMDISP/ANOSIM, distance to baseline.",
-    "differential": "Differential abundance of taxa per rank (CLR + Wilcoxon, paired change from baseline).",
+    "beta": "Beta diversity files (UniFrac when a tree was delivered), PCoA/NMDS/PCA coordinates, "
+    "PERMANOVA/PERMDISP/ANOSIM, distance to baseline.",
+    "differential": "Differential abundance of taxa per rank (CLR + Wilcoxon, paired change from baseline, CLR "
+    "mixed models; ANCOM-BC at genus rank).",
 }
 
 
@@ -340,11 +347,13 @@ COMPUTE: dict[str, Compute] = {
     "beta": _compute_beta,
     "differential": _compute_differential,
 }
+#: The delivered phylogenies (optional; UniFrac) are read from staging: there is no mart of trees.
+TREES_DEP = dg.AssetKey(["staging", "stg_seq__trees"])
 EXTRA_DEPS: dict[str, list[dg.AssetKey]] = {
     "qc": [],
     "alpha": [],
     "alpha_tests": [analysis_key("alpha_diversity"), analysis_key("alpha_diversity_rarefied")],
-    "beta": [],
+    "beta": [TREES_DEP],
     "differential": [],
 }
 
