@@ -588,12 +588,21 @@ def cmd_build(args: argparse.Namespace) -> int:
     print(f"  cut-off: {settings.cutoff or 'none'}; " + ("UNBLINDED run" if settings.is_unblinded else "blinded run"))
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     job = defs.resolve_job_def(REFRESH_JOB)
+    import uuid
+
+    from orchestration.headless import fast_event_log
+
     started = time.perf_counter()
-    result = job.execute_in_process(
-        instance=instance,
-        raise_on_error=False,
-        run_config={"loggers": {"progress": {"config": {"quiet": args.quiet}}}},
-    )
+    run_id = str(uuid.uuid4())
+    # In-process executor: one step at a time (every step that touches the warehouse holds DuckDB's single writer
+    # lock anyway); the run's SQLite event log in $DAGSTER_HOME skips its per-event checkpoint (headless.py).
+    with fast_event_log(instance, run_id):
+        result = job.execute_in_process(
+            instance=instance,
+            run_id=run_id,
+            raise_on_error=False,
+            run_config={"loggers": {"progress": {"config": {"quiet": args.quiet}}}},
+        )
     elapsed = time.perf_counter() - started
     lines, failed_checks = _summary(instance, result.run_id, settings)
     if not result.success:

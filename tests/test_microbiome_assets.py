@@ -26,7 +26,7 @@ from _warehouse import DemoWarehouse, clean_env, shared_demo_warehouse, subject_
 
 from analysis.microbiome import pipeline as mb
 from analysis.microbiome import qc
-from analysis.microbiome.beta import bray_curtis, load_npz
+from analysis.microbiome.beta import bray_curtis, load_npz, unifrac
 from analysis.microbiome.ordination import kruskal_stress
 from orchestration.assets.microbiome import ASSET_TABLES, ENV_ITERATIONS, microbiome_assets
 from orchestration.resources import TrialSettings
@@ -160,8 +160,8 @@ def test_distances_live_in_files_and_equal_a_recomputation(
     tables: dict[str, pd.DataFrame], inputs: mb.MicrobiomeInputs
 ) -> None:
     files = tables["beta_distance_files"].set_index("metric")
-    assert set(files.index) == {"braycurtis", "jaccard", "aitchison"}
-    assert (files["feature_level"] == "genus").all()
+    assert set(files.index) == {"braycurtis", "jaccard", "aitchison", "weighted_unifrac", "unweighted_unifrac"}
+    assert (files.loc[["braycurtis", "jaccard", "aitchison"], "feature_level"] == "genus").all()
     bc = load_npz(files.loc["braycurtis", "path"])
     assert bc.n == files.loc["braycurtis", "n_samples"] == inputs.matrix.counts.shape[0]
     counts, _, _ = mb.collapsed_counts(inputs, "genus")
@@ -178,7 +178,8 @@ def test_distances_live_in_files_and_equal_a_recomputation(
 def test_ordinations_and_group_tests(tables: dict[str, pd.DataFrame], inputs: mb.MicrobiomeInputs) -> None:
     coords = tables["ordination_coordinates"]
     n = inputs.matrix.counts.shape[0]
-    assert coords.groupby("method").size().to_dict() == {"pcoa": n, "nmds": n, "pca": n}
+    genus = coords[coords["feature_level"] == "genus"]
+    assert genus.groupby("method").size().to_dict() == {"pcoa": n, "nmds": n, "pca": n}
     assert coords["visit"].notna().all() and coords["responder"].notna().any()
     axes = tables["ordination_axes"]
     stress = axes.loc[axes["method"] == "nmds", "stress"].iloc[0]
@@ -186,11 +187,11 @@ def test_ordinations_and_group_tests(tables: dict[str, pd.DataFrame], inputs: mb
     bc = load_npz(tables["beta_distance_files"].set_index("metric").loc["braycurtis", "path"])
     assert stress == pytest.approx(kruskal_stress(bc.condensed, nmds.loc[list(bc.ids), ["axis1", "axis2"]]), abs=1e-9)
     assert 0 < stress < 0.3
-    prop = axes.loc[axes["method"] == "pcoa", "proportion_explained"].to_numpy()
-    assert np.all(np.diff(prop) <= 0) and 0 < prop.sum() <= 1
+    for _, prop in axes[axes["method"] == "pcoa"].groupby("metric")["proportion_explained"]:
+        assert np.all(np.diff(prop.to_numpy()) <= 0) and 0 < prop.sum() <= 1
     tests = tables["beta_group_tests"]
     visit = tests[(tests["factor"] == "visit") & (tests["test"] == "PERMANOVA")]
-    assert set(visit["metric"]) == {"braycurtis", "jaccard", "aitchison"}
+    assert set(visit["metric"]) == {"braycurtis", "jaccard", "aitchison", "weighted_unifrac", "unweighted_unifrac"}
     assert (visit["scheme"] == "within patient").all() and visit["r2"].between(0, 1).all()
     assert tests["p_value"].between(0, 1).all() and (tests["permutations"] == 999).all()
     responder = tests[tests["factor"] == "responder"]
@@ -198,6 +199,81 @@ def test_ordinations_and_group_tests(tables: dict[str, pd.DataFrame], inputs: mb
     assert set(tests["factor"]) == {"visit", "responder"}
     dtb = tables["beta_distance_to_baseline"]
     assert dtb["distance"].between(0, 1).all() and (dtb["visit"] != "BASELINE").all()
+
+
+def test_unifrac_on_the_delivered_tree(
+    demo: DemoWarehouse, tables: dict[str, pd.DataFrame], inputs: mb.MicrobiomeInputs
+) -> None:
+    """The ASV batches deliver the simulator's study tree (the mothur batch none): UniFrac on their features, equal
+    to scikit-bio's on the same counts and tree; PCoA and PERMANOVA alongside the other metrics."""
+    from analysis.readers.tree import parse_newick
+
+    assert set(inputs.trees["batch_id"]) == {"SEQ01", "SEQ03", "SEQ04", "SEQ05"}  # SEQ02 is mothur
+    assert inputs.trees["newick_sha256"].nunique() == 1
+    tree, rooted = parse_newick(inputs.trees["newick"].iloc[0])
+    taxa = pd.read_csv(demo.truth / "taxa.csv")
+    assert rooted and {t.name for t in tree.tips()} == set(taxa["asv_id"])
+    files = tables["beta_distance_files"].set_index("metric")
+    phylo = mb.phylogeny_counts(inputs)
+    assert phylo is not None and phylo.batches == ("SEQ01", "SEQ03", "SEQ04", "SEQ05") and phylo.reads_off_tree == 0
+    for metric in ("weighted_unifrac", "unweighted_unifrac"):
+        assert files.loc[metric, "feature_level"] == "feature" and "SEQ02" not in files.loc[metric, "transform"]
+        assert files.loc[metric, "n_features"] == len(phylo.features)
+    weighted = load_npz(files.loc["weighted_unifrac", "path"])
+    libraries = inputs.matrix.libraries.set_index("sample_id")
+    assert set(weighted.ids) == set(libraries.index[libraries["batch_id"] != "SEQ02"])
+    again = unifrac(phylo.counts, phylo.ids, phylo.features, tree, weighted=True, engine="skbio")
+    assert again.ids == weighted.ids
+    np.testing.assert_allclose(weighted.condensed, again.condensed, rtol=1e-12, atol=1e-14)
+    depth = int(tables["rarefaction_depth"]["depth"].iloc[0])
+    rare, kept = mb.rarefy_once(phylo.counts, depth, mb.MicrobiomeConfig().seed)
+    unweighted = load_npz(files.loc["unweighted_unifrac", "path"])
+    again = unifrac(rare, [phylo.ids[i] for i in kept], phylo.features, tree, engine="skbio")
+    assert again.ids == unweighted.ids
+    np.testing.assert_allclose(unweighted.condensed, again.condensed, rtol=1e-12, atol=1e-14)
+    coords = tables["ordination_coordinates"]
+    for metric, dist in (("weighted_unifrac", weighted), ("unweighted_unifrac", unweighted)):
+        rows = coords[(coords["metric"] == metric) & (coords["method"] == "pcoa")]
+        assert set(rows["sample_id"]) == set(dist.ids) and (rows["feature_level"] == "feature").all()
+    tests = tables["beta_group_tests"]
+    unifrac_tests = tests[tests["metric"].str.endswith("unifrac")]
+    assert set(unifrac_tests["test"]) == {"PERMANOVA"} and (unifrac_tests["feature_level"] == "feature").all()
+    assert set(unifrac_tests["factor"]) == {"visit", "responder"}
+
+
+def test_mixed_models_and_ancombc_in_the_differential_table(tables: dict[str, pd.DataFrame]) -> None:
+    diff = tables["differential_abundance"]
+    methods = diff.groupby("analysis")["method"].unique().map(tuple).to_dict()
+    assert methods["visit_lmm"] == ("clr_lmm",) and methods["responder_lmm"] == ("clr_lmm",)
+    assert methods["responder_by_visit_ancombc"] == ("ancombc",)
+    ancombc = diff[diff["method"] == "ancombc"]
+    assert set(ancombc["rank"]) == {"genus"}  # ANCOM-BC at genus rank only (its cost)
+    visits = diff[diff["analysis"] == "visit_lmm"]
+    assert "BASELINE" not in set(visits["visit"]) and visits["contrast"].str.contains("mixed model").all()
+    for rank in ("phylum", "genus"):
+        taxa = diff[(diff["analysis"] == "change_from_baseline") & (diff["rank"] == rank)]["taxon"].nunique()
+        one_visit = visits[(visits["rank"] == rank) & (visits["visit"] == visits["visit"].iloc[0])]
+        assert len(one_visit) == taxa  # every kept taxon, one model each
+    responder = diff[diff["analysis"] == "responder_lmm"]
+    assert (responder["visit"] == "ALL").all() and (responder["n_ref"] > 0).all() and (responder["n_other"] > 0).all()
+    assert diff["p_value"].between(0, 1).all() and (diff["q_value"] >= diff["p_value"] - 1e-12).all()
+
+
+def test_querying_guide_microbiome_examples_run(blinded_run: tuple[Path, dg.ExecuteInProcessResult]) -> None:
+    """The SQL and the Python loader of docs/querying.md's microbiome section, on this run's warehouse."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "querying.md").read_text()
+    section = text.split("### Analysis: microbiome", 1)[1].split("\n## ", 1)[0]
+    queries = re.findall(r"```sql\n(.*?)```", section, re.S)
+    assert len(queries) >= 3
+    with duckdb.connect(str(blinded_run[0]), read_only=True) as con:
+        for query in queries:
+            assert con.execute(query).fetchall(), query
+    code = re.findall(r"```python\n(.*?)```", section, re.S)[0]
+    namespace: dict = {}
+    exec(code.replace("data/warehouse_published.duckdb", str(blinded_run[0])), namespace)
+    assert namespace["bc"].metric == "braycurtis" and namespace["bc"].n > 10
 
 
 def test_qc_against_the_simulators_truth(demo: DemoWarehouse, tables: dict[str, pd.DataFrame]) -> None:
@@ -234,7 +310,14 @@ def test_blinded_run_carries_no_arm_information(blinded_run: tuple[Path, dg.Exec
             text = frame.select_dtypes(include=["object", "string"]).astype(str)
             assert not text.apply(lambda s: s.str.contains("CAPSULE|PLACEBO", case=False)).any().any(), name
     diff = read(path, "differential_abundance")
-    assert set(diff["analysis"]) == {"responder_by_visit", "responder_pooled", "change_from_baseline"}
+    assert set(diff["analysis"]) == {
+        "responder_by_visit",
+        "responder_pooled",
+        "change_from_baseline",
+        "visit_lmm",
+        "responder_lmm",
+        "responder_by_visit_ancombc",
+    }
     for file in read(path, "beta_distance_files")["path"]:
         with np.load(file) as z:
             assert set(z.files) == {"ids", "condensed", "metric", "params"}
@@ -288,6 +371,11 @@ def test_truly_differential_genera_come_out_on_top_unblinded(unblinded: tuple[Pa
     # per visit: at the end of course 4 (full effect) the capsule genera lead the arm comparison
     visit4 = genus[(genus["analysis"] == "arm_by_visit") & (genus["visit"] == "END OF COURSE 4")]
     assert set(visit4.nsmallest(3, "p_value")["taxon"]) == UP_GENERA
+    # the CLR mixed model's arm x visit interaction (patient random intercept): same genera, same direction
+    lmm = genus[(genus["analysis"] == "arm_x_visit_lmm") & (genus["visit"] == "END OF COURSE 4")].set_index("taxon")
+    assert set(lmm["method"]) == {"clr_lmm"} and len(UP_GENERA & set(lmm.nsmallest(5, "p_value").index)) >= 2
+    assert (lmm.loc[list(UP_GENERA), "effect"] > 0).all()
+    assert {"arm_by_visit_ancombc", "arm_x_visit_lmm"} <= set(diff["analysis"])
     # responder genera (truth: higher in responders at every time point)
     responders = set(truth.loc[truth["contrast"] == "responder_vs_nonresponder", "taxon"])
     pooled_resp = genus[genus["analysis"] == "responder_pooled"].sort_values("rank_in_test")

@@ -319,18 +319,21 @@ def distance_dir(warehouse: Path) -> Path:
 
 
 class Timer:
-    """Wall seconds per named step (reported in the run record and the asset metadata)."""
+    """Wall and CPU seconds per named step (reported in the run record and the asset metadata). On a shared,
+    loaded machine wall time mostly measures the other processes; CPU time (this process, all threads) the step."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.cpu_seconds: dict[str, float] = {}
 
     @contextmanager
     def __call__(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         try:
             yield
         finally:
             self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - started, 3)
+            self.cpu_seconds[name] = round(self.cpu_seconds.get(name, 0.0) + time.process_time() - cpu, 3)
 
 
 def _meta_columns(inputs: MicrobiomeInputs) -> list[str]:
@@ -1156,13 +1159,15 @@ def compute_differential(
                 "responder_pooled",
                 "clr_patient_mean_wilcoxon",
             )
-            for analysis, frame in mixed_model_tests(
-                xf,
-                tf,
-                md_resp,
-                baseline=config.baseline_visit,
-                arm_reference=config.arm_reference if inputs.unblinded else None,
-            ).items():
+            with timer("mixed_models"):  # all ranks together (also counted in each rank's step)
+                models = mixed_model_tests(
+                    xf,
+                    tf,
+                    md_resp,
+                    baseline=config.baseline_visit,
+                    arm_reference=config.arm_reference if inputs.unblinded else None,
+                )
+            for analysis, frame in models.items():
                 add(frame, analysis, "clr_lmm")
             if rank == config.ancombc_rank:
                 for group, reference, analysis in (
@@ -1171,7 +1176,7 @@ def compute_differential(
                 ):
                     data = md_resp if group == "responder" else md
                     if data[group].notna().any() and data[group].nunique() == 2:
-                        with warnings.catch_warnings():
+                        with warnings.catch_warnings(), timer("ancombc"):
                             warnings.simplefilter("ignore", RuntimeWarning)
                             res = by_visit(
                                 x,

@@ -15,6 +15,7 @@ from analysis.readers.metabolomics import (
 )
 from analysis.readers.tables import FEATURE_TABLE_FORMATS, FeatureTable
 from analysis.readers.taxonomy import RANKS, lineage_table, parse_lineage, read_taxonomy, read_taxonomy_table
+from analysis.readers.tree import PhylogenyFile, read_tree
 
 __all__ = [
     "FEATURE_TABLE_FORMATS",
@@ -22,6 +23,7 @@ __all__ = [
     "RANKS",
     "FeatureTable",
     "MetaboliteTable",
+    "PhylogenyFile",
     "detect_format",
     "lineage_table",
     "parse_lineage",
@@ -32,4 +34,5 @@ __all__ = [
     "read_shared_labels",
     "read_taxonomy",
     "read_taxonomy_table",
+    "read_tree",
 ]

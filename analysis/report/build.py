@@ -235,8 +235,11 @@ def build_report(
     warehouse: Path | None = None,
     run_id: str = "",
     sections: Sequence[str] = SECTIONS,
+    png_dpi: int | None = None,
 ) -> ReportResult:
-    """Build every section and publish ``<reports_dir>/<run date>/index.html`` atomically; returns the result."""
+    """Build every section and publish ``<reports_dir>/<run date>/index.html`` atomically; returns the result.
+
+    Figures are written as SVG (inlined in the page); ``png_dpi`` also writes a PNG of each (a second draw)."""
     started = time.perf_counter()
     collected = collect_sections(con, ctx, sections)
     check_captions(collected, ctx)
@@ -252,7 +255,7 @@ def build_report(
     target = reports_dir / ctx.run_date.isoformat()
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=reports_dir))
     try:
-        write_report(collected, ctx, tmp, meta)
+        write_report(collected, ctx, tmp, meta, png_dpi=png_dpi)
         if not ctx.unblinded:
             hits = scan_for_arms(tmp)
             if hits:

@@ -5,8 +5,9 @@ Every number drawn comes from the warehouse's ``analysis`` tables written by the
 agree with the tables analysts query:
 
 * KM curves and 95 % bands are the stored ``analysis.km_estimates`` (R ``survfit`` grid, pointwise band with the
-  configured transform, ``log`` by default: ``exp(log S ± z·σ)``, Greenwood σ). lifelines ``KaplanMeierFitter`` is
-  fitted on ``analysis.adtte`` as an independent check of the stored point estimates (a stale or inconsistent table
+  configured transform, ``log`` by default: ``exp(log S ± z·σ)``, Greenwood σ). An independent product-limit fit
+  (:mod:`analysis.report.coxph`, checked against lifelines' ``KaplanMeierFitter`` in the tests) is refitted on
+  ``analysis.adtte`` as a check of the stored point estimates (a stale or inconsistent table
   stops the report instead of drawing a curve that differs from the numbers in the tables). Medians with
   Brookmeyer-Crowley 95 % CIs come from ``analysis.survival_summary``; in unblinded runs the stratified Cox HR (Efron
   ties, Wald CI) and the stratified log-rank p come from ``analysis.survival_comparisons``. Numbers at risk at time t
@@ -19,7 +20,8 @@ agree with the tables analysts query:
     fitted in that level, and the interaction p of the factor from the likelihood-ratio test of
     ``arm + factor + arm×factor`` vs ``arm + factor`` (χ² with levels−1 df).
 
-  Both use lifelines ``CoxPHFitter`` with Efron ties (R ``coxph`` default) and Wald CIs ``exp(β ± z·SE)``; a level
+  Both use a Cox fit with Efron ties (R ``coxph`` default; :func:`analysis.report.coxph.cox_efron`, equal to
+  lifelines' ``CoxPHFitter`` and to R to < 1e-6) and Wald CIs ``exp(β ± z·SE)``; a level
   whose compared groups lack an event is shown as not estimable (NE). Factors (``marts.adsl``): ALBI grade, BCLC
   stage, aetiology, AFP < 400 vs ≥ 400 ng/mL, lenvatinib weight band.
 * Waterfall: best (minimum) percentage change of the sum of target diameters from baseline over post-baseline
@@ -35,7 +37,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -48,6 +49,7 @@ from matplotlib.transforms import blended_transform_factory
 from scipy import stats
 
 from analysis.endpoint_config import DEFAULT_CONFIG
+from analysis.report.coxph import cox_efron, km_product_limit
 from analysis.report.figure import ReportContext, ReportFigure, ReportTable
 from analysis.report.style import (
     BOR_COLOURS,
@@ -78,8 +80,6 @@ SUBGROUPS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "afp_group": ("AFP (ng/mL)", "<400", ("<400", ">=400")),
     "weight_band": ("Weight band", ">60 kg", ("<=60 kg", ">60 kg")),
 }
-#: Cox fit options of :func:`analysis.survival.cox_hr` (tight convergence: HR matches R to < 1e-6).
-COX_FIT_OPTIONS = {"precision": 1e-12, "r_precision": 1e-14, "step_size": 0.95, "max_steps": 500}
 RESPONSE_CODES = ("CR", "PR")
 
 
@@ -134,17 +134,13 @@ def _arm_column(frame: pd.DataFrame, ctx: ReportContext) -> pd.Series:
 # ------------------------------------------------------------------------------------------------ Kaplan-Meier
 
 
-def check_km_against_lifelines(km: pd.DataFrame, adtte: pd.DataFrame, tol: float = 1e-9) -> float:
-    """Largest |S_stored(t) − S_lifelines(t)| over the stored grid of one parameter and group; raises ValueError
-    above ``tol`` (the stored table does not describe this ADTTE)."""
-    from lifelines import KaplanMeierFitter
-
-    kmf = KaplanMeierFitter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        kmf.fit(adtte["AVAL"].astype(float), adtte["CNSR"].eq(0).astype(int))
-    lifelines_s = kmf.survival_function_at_times(km["time"].to_numpy(dtype=float)).to_numpy()
-    diff = float(np.max(np.abs(lifelines_s - km["surv"].to_numpy(dtype=float)))) if len(km) else 0.0
+def check_km_against_adtte(km: pd.DataFrame, adtte: pd.DataFrame, tol: float = 1e-9) -> float:
+    """Largest |S_stored(t) − S(t)| over the stored grid of one parameter and group, S refitted from the ADTTE with
+    an independent product-limit estimator (:func:`analysis.report.coxph.km_product_limit`; the tests check it
+    against lifelines' ``KaplanMeierFitter``); raises ValueError above ``tol`` (the stored table does not describe
+    this ADTTE)."""
+    refit = km_product_limit(adtte["AVAL"].to_numpy(dtype=float), adtte["CNSR"].eq(0).to_numpy(), km["time"])
+    diff = float(np.max(np.abs(refit - km["surv"].to_numpy(dtype=float)))) if len(km) else 0.0
     if diff > tol or len(km) != adtte["AVAL"].nunique():
         raise ValueError(f"analysis.km_estimates differs from analysis.adtte (max |ΔS| = {diff:.3g})")
     return diff
@@ -190,7 +186,7 @@ def km_figure(
             colour = group_colour(g, ctx.unblinded)
             k = km[km["group"].astype(str).eq(g)].sort_values("time")
             sub = adtte[adtte["group"].eq(g)]
-            check_km_against_lifelines(k, sub)
+            check_km_against_adtte(k, sub)
             t = k["time"].to_numpy(dtype=float) / month_days
             x, s = _step_xy(t, k["surv"].to_numpy(dtype=float))
             _, lo = _step_xy(t, k["lower"].to_numpy(dtype=float))
@@ -311,23 +307,10 @@ class CoxFit:
 
 
 def fit_cox(time: np.ndarray, event: np.ndarray, covariates: pd.DataFrame) -> CoxFit:
-    """Cox PH (Efron ties) with lifelines on numeric covariates; returns coefficients, SEs and log-likelihood."""
-    from lifelines import CoxPHFitter
-
-    df = covariates.reset_index(drop=True).astype(float)
-    df["_T"] = np.asarray(time, dtype=float)
-    df["_E"] = np.asarray(event, dtype=int)
-    cph = CoxPHFitter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # lifelines' pandas FutureWarnings and convergence chatter
-        cph.fit(df, duration_col="_T", event_col="_E", fit_options=dict(COX_FIT_OPTIONS))
-    names = tuple(covariates.columns)
-    return CoxFit(
-        cph.params_[list(names)].to_numpy(),
-        cph.standard_errors_[list(names)].to_numpy(),
-        float(cph.log_likelihood_),
-        names,
-    )
+    """Cox PH (Efron ties, :func:`analysis.report.coxph.cox_efron`) on numeric covariates; returns coefficients,
+    SEs and log-likelihood."""
+    fit = cox_efron(time, event, covariates.to_numpy(dtype=float))
+    return CoxFit(fit.coef, fit.se, fit.log_likelihood, tuple(covariates.columns))
 
 
 #: |log HR| or its SE beyond this means a monotone likelihood (a level where one group has all the events first):

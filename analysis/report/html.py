@@ -3,8 +3,8 @@
 Layout of a report folder::
 
     index.html            the report: inline CSS, figures as inline SVG, tables as HTML; no external URL at all
-    figures/<slug>.png    each figure as PNG (150 dpi) and SVG (deterministic bytes, see ``style``)
-    figures/<slug>.svg
+    figures/<slug>.svg    each figure as SVG (deterministic bytes, see ``style``), the same bytes the page inlines
+    figures/<slug>.png    and as PNG when asked for (``png_dpi``; off by default: a second full draw per figure)
     tables/<slug>.csv     each table, formula-injection safe
     manifest.json         what the report holds: context, sections, figures (SHA-256 of the files), key values
 
@@ -36,7 +36,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.report.figure import ReportContext, ReportFigure, ReportTable
-from analysis.report.style import png_bytes, svg_bytes
+from analysis.report.style import render
 
 SECTION_TITLES: dict[str, str] = {
     "efficacy": "Efficacy",
@@ -213,8 +213,10 @@ def render_html(
     ctx: ReportContext,
     meta: ReportMeta,
     svgs: dict[str, bytes],
+    pngs: Sequence[str] | None = None,
 ) -> str:
-    """The report page. ``svgs`` maps figure slugs to their SVG bytes (the same bytes as the written files)."""
+    """The report page. ``svgs`` maps figure slugs to their SVG bytes (the same bytes as the written files);
+    ``pngs``: the slugs with a PNG file to link (default: every figure)."""
     banner_cls = "unblinded" if ctx.unblinded else "blinded"
     banner = (
         "UNBLINDED — treatment arms shown. Confidential: for the data monitoring committee and the unblinded "
@@ -251,10 +253,13 @@ def render_html(
             a = _anchor(item.slug)
             if isinstance(item, ReportFigure):
                 svg = inline_svg(svgs[item.slug], a).replace(">", f'><title id="{a}-title">{_e(item.title)}</title>', 1)
+                png = (
+                    f'<a href="figures/{_e(item.slug)}.png">PNG</a>' if pngs is None or item.slug in pngs else ""
+                )
                 body.append(
                     f'<figure id="{a}"><h3>{_e(item.title)}</h3>{svg}'
                     f"<figcaption>{_e(item.caption)}</figcaption>{_kv_html(item.key_values)}"
-                    f'<div class="files"><a href="figures/{_e(item.slug)}.png">PNG</a>'
+                    f'<div class="files">{png}'
                     f'<a href="figures/{_e(item.slug)}.svg">SVG</a></div></figure>'
                 )
             else:
@@ -286,12 +291,19 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def write_report(sections: Sequence[Section], ctx: ReportContext, out_dir: Path, meta: ReportMeta) -> Path:
-    """Write ``index.html``, the figure and table files and ``manifest.json`` into ``out_dir``; returns the HTML."""
+def write_report(
+    sections: Sequence[Section], ctx: ReportContext, out_dir: Path, meta: ReportMeta, png_dpi: int | None = None
+) -> Path:
+    """Write ``index.html``, the figure and table files and ``manifest.json`` into ``out_dir``; returns the HTML.
+
+    Each figure is drawn once, as SVG (inlined in the page and written as ``figures/<slug>.svg``); with ``png_dpi``
+    it is also written as ``figures/<slug>.png`` at that resolution (a second full draw per figure, so off by
+    default)."""
     figs_dir, tabs_dir = out_dir / "figures", out_dir / "tables"
     figs_dir.mkdir(parents=True, exist_ok=True)
     tabs_dir.mkdir(parents=True, exist_ok=True)
     svgs: dict[str, bytes] = {}
+    pngs: list[str] = []
     manifest_items: list[dict[str, Any]] = []
     seen: set[str] = set()
     for s in sections:
@@ -301,22 +313,20 @@ def write_report(sections: Sequence[Section], ctx: ReportContext, out_dir: Path,
             seen.add(item.slug)
             entry: dict[str, Any] = {"section": s.name, "slug": item.slug, "title": item.title, "caption": item.caption}
             if isinstance(item, ReportFigure):
-                svg, png = svg_bytes(item.figure), png_bytes(item.figure)
-                (figs_dir / f"{item.slug}.svg").write_bytes(svg)
-                (figs_dir / f"{item.slug}.png").write_bytes(png)
-                svgs[item.slug] = svg
-                entry |= {
-                    "kind": "figure",
-                    "key_values": item.key_values,
-                    "svg_sha256": _sha256(svg),
-                    "png_sha256": _sha256(png),
-                }
+                files = render(item.figure, png_dpi)
+                (figs_dir / f"{item.slug}.svg").write_bytes(files.svg)
+                svgs[item.slug] = files.svg
+                entry |= {"kind": "figure", "key_values": item.key_values, "svg_sha256": _sha256(files.svg)}
+                if files.png is not None:
+                    (figs_dir / f"{item.slug}.png").write_bytes(files.png)
+                    pngs.append(item.slug)
+                    entry["png_sha256"] = _sha256(files.png)
             else:
                 data = safe_csv(item.frame).encode("utf-8")
                 (tabs_dir / f"{item.slug}.csv").write_bytes(data)
                 entry |= {"kind": "table", "rows": len(item.frame), "csv_sha256": _sha256(data)}
             manifest_items.append(entry)
-    page = render_html(sections, ctx, meta, svgs)
+    page = render_html(sections, ctx, meta, svgs, pngs)
     index = out_dir / "index.html"
     index.write_text(page, encoding="utf-8")
     manifest = {
@@ -327,6 +337,7 @@ def write_report(sections: Sequence[Section], ctx: ReportContext, out_dir: Path,
         "warehouse": meta.warehouse,
         "warehouse_sha256": meta.warehouse_sha256,
         "run_id": meta.run_id,
+        "png_dpi": png_dpi,
         "sections": [
             {"name": s.name, "status": s.status, "message": s.message, "items": len(s.items)} for s in sections
         ],

@@ -24,7 +24,7 @@ Figures and tables
     T1 lowest diversity ... T3 highest.
   - Kaplan–Meier per tertile (:func:`analysis.survival.kaplan_meier`, R ``survfit``), log-rank across tertiles
     (2 df, :func:`analysis.survival.logrank_test`).
-  - Cox proportional hazards (lifelines ``CoxPHFitter``, Efron ties as R ``coxph``; Breslow-free, no strata):
+  - Cox proportional hazards (Efron ties as R ``coxph``, :func:`analysis.report.coxph.cox_efron`; no strata):
     HR per 1-unit (1 nat) higher Shannon, and T2 and T3 vs T1, Wald 95 % CI ``exp(β ± 1.96 SE)`` and Wald p.
     Unblinded runs add a model adjusted for arm (Shannon + capsules indicator) and KM panels per arm (same cut
     points). Tested against R ``survival::coxph`` to 1e-6 (``tests/test_report_omics.py``).
@@ -33,7 +33,6 @@ Figures and tables
 from __future__ import annotations
 
 import math
-import warnings
 
 import duckdb
 import numpy as np
@@ -43,6 +42,7 @@ from scipy import stats
 from scipy.cluster.hierarchy import leaves_list, linkage
 
 from analysis.report import style
+from analysis.report.coxph import cox_efron
 from analysis.report.figure import ReportContext, ReportFigure, ReportTable
 from analysis.report.microbiome import (
     ARMS,
@@ -67,8 +67,6 @@ TERTILE_COLOURS: dict[str, str] = {
 }
 #: Heat-map columns shown per matrix at most (the metabolites with the largest |ρ| with a differential genus).
 MAX_HEATMAP_METABOLITES = 30
-#: Tight lifelines convergence (as :func:`analysis.survival.cox_hr`) so estimates match R to < 1e-6.
-COX_FIT_OPTIONS: dict[str, float] = {"precision": 1e-12, "r_precision": 1e-14, "step_size": 0.95, "max_steps": 500}
 MATRICES: dict[str, str] = {"FAECES": "faecal", "SERUM": "serum"}
 
 FIGURE_TABLES: dict[str, tuple[str, ...]] = {
@@ -205,19 +203,11 @@ def tertile_bounds(shannon: pd.Series) -> list[tuple[float, float]]:
 
 def cox_model(data: pd.DataFrame, covariates: list[str], conf_level: float = 0.95) -> pd.DataFrame:
     """Cox PH fit of ``time``/``event`` on ``covariates`` (numeric columns of ``data``): one row per term with
-    ``coef, se, hr, lcl, ucl, p`` (Wald), lifelines with Efron ties (R ``coxph`` default)."""
-    from lifelines import CoxPHFitter
-
+    ``coef, se, hr, lcl, ucl, p`` (Wald), Efron ties (R ``coxph`` default; :func:`analysis.report.coxph.cox_efron`)."""
     frame = data[["time", "event", *covariates]].astype(float)
-    cph = CoxPHFitter()
-    with warnings.catch_warnings():
-        # lifelines 0.30 calls DataFrame.mean(0)/std(0) positionally, which pandas flags for pandas 4
-        warnings.filterwarnings("ignore", message=".*keyword-only.*", category=FutureWarning)
-        warnings.filterwarnings("ignore", message=".*keyword-only.*", category=DeprecationWarning)
-        cph.fit(frame, duration_col="time", event_col="event", fit_options=COX_FIT_OPTIONS)
+    fit = cox_efron(frame["time"].to_numpy(), frame["event"].to_numpy(), frame[covariates].to_numpy())
     z = float(stats.norm.ppf(1 - (1 - conf_level) / 2))
-    coef = cph.params_.reindex(covariates).to_numpy(float)
-    se = cph.standard_errors_.reindex(covariates).to_numpy(float)
+    coef, se = fit.coef, fit.se
     return pd.DataFrame(
         {
             "term": covariates,

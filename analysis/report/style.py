@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
+from matplotlib.layout_engine import PlaceHolderLayoutEngine
 
 #: Okabe-Ito palette.
 OKABE_ITO: dict[str, str] = {
@@ -77,6 +79,9 @@ RC: dict[str, Any] = {
     "font.size": 9,
     "axes.titlesize": 10,
     "axes.titleweight": "bold",
+    # titles at the top of their axes, not moved at every draw to clear top tick labels or offset texts (the report
+    # has neither; the automatic placement costs ~10 % of a draw measuring every sibling's tick labels)
+    "axes.titley": 1.0,
     "axes.labelsize": 9,
     "xtick.labelsize": 8,
     "ytick.labelsize": 8,
@@ -144,12 +149,48 @@ def png_bytes(fig: Figure, dpi: int = PNG_DPI) -> bytes:
     return buf.getvalue()
 
 
+def freeze_layout(fig: Figure) -> None:
+    """Run the figure's layout engine (constrained/tight) once and keep the result.
+
+    A layout engine re-runs at every ``savefig`` and costs about half a draw (it measures every tick label, title
+    and legend), so a figure written as SVG and PNG would pay it twice. The layout is computed at 72 dpi, the
+    resolution of the SVG (as ``savefig(format="svg")`` did); afterwards the figure has no layout engine (positions
+    fixed), so the SVG and any PNG show the same layout.
+    """
+    engine = fig.get_layout_engine()
+    if engine is None or isinstance(engine, PlaceHolderLayoutEngine):
+        return
+    dpi = fig.dpi
+    with report_style():
+        try:
+            fig.set_dpi(72)
+            engine.execute(fig)
+        finally:
+            fig.set_dpi(dpi)
+    fig.set_layout_engine("none")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """The files of one figure: SVG always (the HTML inlines it), PNG only when asked for."""
+
+    svg: bytes
+    png: bytes | None = None
+
+
+def render(fig: Figure, png_dpi: int | None = None) -> Rendered:
+    """SVG (and optionally PNG at ``png_dpi``) of a figure with one layout pass (:func:`freeze_layout`)."""
+    freeze_layout(fig)
+    return Rendered(svg_bytes(fig), png_bytes(fig, png_dpi) if png_dpi else None)
+
+
 def save_figure(fig: Figure, directory: Path, slug: str) -> tuple[Path, Path]:
     """Write ``<slug>.png`` and ``<slug>.svg`` into ``directory``; returns both paths."""
     directory.mkdir(parents=True, exist_ok=True)
     png, svg = directory / f"{slug}.png", directory / f"{slug}.svg"
-    png.write_bytes(png_bytes(fig))
-    svg.write_bytes(svg_bytes(fig))
+    out = render(fig, PNG_DPI)
+    png.write_bytes(out.png or b"")
+    svg.write_bytes(out.svg)
     return png, svg
 
 
