@@ -719,9 +719,12 @@ def alpha_group_tests(
     g = groups.reindex(alpha.index)
     rows: list[dict[str, Any]] = []
     levels = sorted(pd.unique(g.dropna()), key=str)
-    for name in indices:
-        values = alpha[name]
-        samples = [values[(g == lv) & values.notna()].to_numpy(float) for lv in levels]
+    level_masks = [(g == lv).to_numpy(dtype=bool) for lv in levels]  # numpy once: the loop below is per index
+    table = alpha[indices].to_numpy(dtype=np.float64)
+    for k, name in enumerate(indices):
+        values = table[:, k]
+        present = ~np.isnan(values)
+        samples = [values[mask & present] for mask in level_masks]
         usable = [s for s in samples if s.size > 0]
         if len(usable) >= 2 and np.ptp(np.concatenate(usable)) > 0:
             h, p = stats.kruskal(*usable)
@@ -834,8 +837,11 @@ def alpha_change_tests(
         pairs = pd.DataFrame({"sample": cur.index, "base": base_by_patient.loc[cur[patient]].to_numpy()})
         grp = cur[group].to_numpy() if group else np.array(["all"] * len(cur), dtype=object)
         levels = sorted(pd.unique(grp), key=str)
-        for name in indices:
-            change = alpha.loc[pairs["sample"], name].to_numpy(float) - alpha.loc[pairs["base"], name].to_numpy(float)
+        changes = alpha.loc[pairs["sample"], indices].to_numpy(float) - alpha.loc[pairs["base"], indices].to_numpy(
+            float
+        )
+        for k, name in enumerate(indices):
+            change = changes[:, k]
             ok = np.isfinite(change)
             for lv in levels:
                 d = change[(grp == lv) & ok]

@@ -873,7 +873,20 @@ def compute_beta(
                 res = baseline_distance_tests(sub, visit="visit", group=factor)
                 rows.append(res.assign(factor=factor))
         dtb_tests = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
-        if not dtb_tests.empty:
+        if dtb_tests.empty:  # no group known (e.g. responses not derived yet): an empty table, not a column-less one
+            dtb_tests = pd.DataFrame(
+                {
+                    "metric": pd.Series(dtype=str),
+                    "factor": pd.Series(dtype=str),
+                    "visit": pd.Series(dtype=str),
+                    "n": pd.Series(dtype="int64"),
+                    "test": pd.Series(dtype=str),
+                    "statistic": pd.Series(dtype=float),
+                    "p_value": pd.Series(dtype=float),
+                    "q_value": pd.Series(dtype=float),
+                }
+            )
+        else:
             dtb_tests.insert(0, "metric", "braycurtis")
             front = ["metric", "factor", "visit"]
             dtb_tests = dtb_tests[front + [c for c in dtb_tests.columns if c not in front]]

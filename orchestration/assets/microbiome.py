@@ -25,12 +25,13 @@ When the warehouse has no patient sequencing data the assets drop their tables (
 report zero rows instead of failing the run.
 
 Run configuration (launchpad ``ops: microbiome_alpha: config: iterations: ...``; ``GUTTRIAL_MICROBIOME_ITERATIONS``
-overrides the default for headless builds): ``iterations`` (1,000) and ``permutations`` (999).
+overrides the default for headless builds): ``iterations`` (1,000), ``permutations`` (999) and ``blas_threads`` (1).
 """
 
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
@@ -132,10 +133,29 @@ DESCRIPTIONS: dict[str, str] = {
 
 
 class MicrobiomeRunConfig(dg.Config):
-    """Per-run settings of the microbiome assets (0 = the default: 1,000 iterations, 999 permutations)."""
+    """Per-run settings of the microbiome assets (0 = the default: 1,000 iterations, 999 permutations).
+
+    ``blas_threads``: BLAS/LAPACK threads while an asset computes (0 = the library's default, one per core). The
+    default 1: the matrices are a few hundred to a few thousand samples wide, where a second OpenBLAS thread saves
+    little and, on a machine shared with Dagster, DuckDB and other runs, spin-waits: measured on the 120-patient
+    demo (2 cores, loaded), the beta asset took 13 s CPU with 2 threads and 7 s with 1, and less wall time too.
+    """
 
     iterations: int = 0
     permutations: int = 0
+    blas_threads: int = 1
+
+
+@contextmanager
+def _blas_threads(threads: int) -> Iterator[None]:
+    """Limit BLAS threads (threadpoolctl) for the block; ``threads <= 0`` leaves the library default."""
+    if threads <= 0:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads, user_api="blas"):
+        yield
 
 
 def analysis_key(table: str) -> dg.AssetKey:
@@ -397,7 +417,8 @@ def _build_asset(name: str) -> dg.AssetsDefinition:
                 return
             with timer("read_inputs"):
                 inputs = mb.read_inputs(con, unblinded=not blinded)
-            out, figures = COMPUTE[name](inputs, cfg, settings, con, timer)
+            with _blas_threads(config.blas_threads):
+                out, figures = COMPUTE[name](inputs, cfg, settings, con, timer)
             with timer("write"):
                 write_tables(con, out)
         seconds = round(time.perf_counter() - started, 2)
