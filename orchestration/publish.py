@@ -19,7 +19,7 @@ the next refresh from opening it for writing. Analysts therefore query ``<wareho
 A reader that opens the published path sees either the previous complete copy or the new complete copy, never a
 half-written one; a reader that already holds the previous copy keeps reading it (its inode lives until closed),
 and no reader ever blocks the writer. A run killed while publishing leaves a ``.tmp-*`` file, removed by the
-next publish. Why not a plain file copy (0.5 s instead of ~10 s on the 52 MB 120-patient demo): a byte copy would
+next publish. Why not a plain file copy (0.5 s instead of 6-7 s on the 52 MB 120-patient demo): a byte copy would
 carry the identifiers, and blanking them in the copy afterwards leaves their old bytes in freed blocks of the
 file; building the copy table by table never writes them. Measurements: ``docs/reliability.md``.
 """
