@@ -1,8 +1,16 @@
-"""A small demo warehouse shared by the warehouse tests (test_marts.py, test_querying_docs.py, ...).
+"""Small demo warehouses shared by the warehouse tests, each built once per test session.
 
-Built once per test session by the Dagster assets ``guttrial build`` runs (landing -> raw -> dbt marts, blinded;
-in-process, ephemeral instance), and reused by every module and every xdist worker (a file lock in the session's
-shared temporary folder makes the first caller build and the others wait).
+* :func:`shared_demo_warehouse` (test_marts.py, test_querying_docs.py, ...): 30 patients, landing -> raw -> dbt
+  marts, blinded, by the Dagster assets ``guttrial build`` runs (in-process, ephemeral instance).
+* :func:`full_demo_warehouse` (the report tests): a copy of that warehouse on which the rest of the refresh job
+  ran: endpoint, microbiome, metabolomics and integration assets and the trial report asset, blinded; with
+  ``unblinded=True`` its unblinded twin (arms filled from the demo's randomisation list, assets run unblinded).
+  Few rarefaction iterations and permutations (:data:`FULL_ITERATIONS`, :data:`FULL_PERMUTATIONS`): tests compare
+  figures and tables with the stored analysis tables, not the estimates' precision.
+
+Each is reused by every module and every xdist worker: a file lock in the session's shared temporary folder makes
+the first caller build and the others wait (the blinded and unblinded full warehouses have their own locks, so two
+workers build them at the same time). Open them read-only (``connect()``); a test that writes needs its own copy.
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -24,6 +33,9 @@ DBT_PROJECT = ROOT / "dbt_project"
 N_PATIENTS = 30
 SEED = 20240501
 STUDY_ID = "HCC-GUT-01"
+#: Rarefaction iterations and permutations of the full warehouse's microbiome assets (real runs: 1,000 and 999).
+FULL_ITERATIONS = 20
+FULL_PERMUTATIONS = 199
 
 
 @dataclass(frozen=True)
@@ -88,13 +100,19 @@ def build_warehouse(landing: Path, warehouse: Path) -> dict:
     }
 
 
+def _session_folder(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A folder shared by every xdist worker of the session (each worker's base temp folder sits in the session's
+    folder, which all workers share)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
+    shared.mkdir(exist_ok=True)
+    return shared
+
+
 def shared_demo_warehouse(tmp_path_factory: pytest.TempPathFactory) -> DemoWarehouse:
     from analysis.simulation import generate_trial
 
-    # Under xdist each worker's base temp folder sits in the session's folder, which all workers share.
-    base = tmp_path_factory.getbasetemp()
-    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "guttrial_demo_warehouse"
-    shared.mkdir(exist_ok=True)
+    shared = _session_folder(tmp_path_factory, "guttrial_demo_warehouse")
     record = shared / "build.json"
     with open(shared / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -105,6 +123,114 @@ def shared_demo_warehouse(tmp_path_factory: pytest.TempPathFactory) -> DemoWareh
     built = json.loads(record.read_text())
     assert built["success"], "warehouse build failed:\n" + "\n".join(built["failures"])
     return DemoWarehouse(shared / "demo", shared / "warehouse.duckdb", built)
+
+
+@dataclass(frozen=True)
+class FullWarehouse:
+    """The shared demo warehouse after the whole refresh job (see module docstring)."""
+
+    demo: DemoWarehouse
+    warehouse: Path
+    unblinded: bool
+    #: What the run reported: success, seconds, cpu_seconds, materialized, failed_checks, failures and ``report``
+    #: (the trial report asset's metadata: path, figures, tables, seconds, cpu_seconds, and its check results).
+    build: dict
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        return duckdb.connect(str(self.warehouse), read_only=True)
+
+    @property
+    def report_index(self) -> Path:
+        return Path(self.build["report"]["path"])
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.warehouse.with_name(f"{self.warehouse.stem}_reports")
+
+
+def full_analysis_run_config(iterations: int = FULL_ITERATIONS, permutations: int = FULL_PERMUTATIONS) -> dict:
+    """Run config of the microbiome assets with few iterations and permutations."""
+    from orchestration.assets.microbiome import ASSET_TABLES
+
+    config = {"iterations": iterations, "permutations": permutations}
+    return {"ops": {f"microbiome_{name}": {"config": config} for name in ASSET_TABLES}}
+
+
+def fill_arms(warehouse: Path, randomisation_list: Path) -> None:
+    """``marts.adsl.arm_code`` from the restricted randomisation list: what an unblinded dbt build writes."""
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute(
+            "update marts.adsl set arm_code = r.ARM from read_csv(?, all_varchar = true) as r "
+            "where marts.adsl.randno = r.RANDNO",
+            [str(randomisation_list)],
+        )
+
+
+def build_full_warehouse(warehouse: Path, *, unblinded: bool, randomisation_list: Path | None) -> dict:
+    """Run the refresh job's analysis assets (endpoints, microbiome, metabolomics, integration) and the trial report
+    in-process on ``warehouse`` (raw + marts already built)."""
+    import dagster as dg
+
+    from orchestration.assets.endpoints import endpoint_assets
+    from orchestration.assets.metabolomics import metabolite_genus_correlations, metabolomics_analysis
+    from orchestration.assets.microbiome import microbiome_assets
+    from orchestration.assets.reports import report_assets
+    from orchestration.resources import TrialSettings
+
+    settings = TrialSettings(
+        warehouse_path=str(warehouse),
+        unblinded="true" if unblinded else "false",
+        randomisation_list=str(randomisation_list) if unblinded and randomisation_list else "",
+    )
+    started, cpu = time.perf_counter(), time.process_time()
+    result = dg.materialize(
+        [*endpoint_assets, *microbiome_assets, metabolomics_analysis, metabolite_genus_correlations, *report_assets],
+        resources={"settings": settings},
+        run_config=full_analysis_run_config(),
+        raise_on_error=False,
+    )
+    evaluations = result.get_asset_check_evaluations()
+    materializations = result.get_asset_materialization_events()
+    report = [e.materialization.metadata for e in materializations if e.asset_key.path[0] == "reports"]
+    meta = report[0] if report else {}
+    return {
+        "success": result.success,
+        "seconds": time.perf_counter() - started,
+        "cpu_seconds": time.process_time() - cpu,
+        "materialized": sorted(e.asset_key.to_user_string() for e in materializations),
+        "failed_checks": sorted(f"{e.asset_key.to_user_string()}:{e.check_name}" for e in evaluations if not e.passed),
+        "failures": [str(e.event_specific_data.error)[-3000:] for e in result.get_step_failure_events()],
+        "report": {
+            "path": str(meta["path"].value) if "path" in meta else "",
+            "figures": int(meta["figures"].value) if "figures" in meta else 0,
+            "tables": int(meta["tables"].value) if "tables" in meta else 0,
+            "seconds": float(meta["seconds"].value) if "seconds" in meta else 0.0,
+            "cpu_seconds": float(meta["cpu seconds"].value) if "cpu seconds" in meta else 0.0,
+            "checks": {e.check_name: e.passed for e in evaluations if e.asset_key.path[0] == "reports"},
+        },
+    }
+
+
+def full_demo_warehouse(tmp_path_factory: pytest.TempPathFactory, *, unblinded: bool = False) -> FullWarehouse:
+    """The shared demo warehouse with every analysis table and the trial report (blinded, or its unblinded twin),
+    built once per session (see module docstring). Read-only: copy it to change it."""
+    demo = shared_demo_warehouse(tmp_path_factory)
+    name = "unblinded" if unblinded else "blinded"
+    shared = _session_folder(tmp_path_factory, f"guttrial_full_warehouse_{name}")
+    # an unblinded warehouse's file name must say so (orchestration.resources refuses others)
+    warehouse = shared / ("warehouse_unblinded.duckdb" if unblinded else "warehouse.duckdb")
+    record = shared / "build.json"
+    with open(shared / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not record.exists():
+            shutil.copyfile(demo.warehouse, warehouse)
+            if unblinded:
+                fill_arms(warehouse, demo.randomisation_list)
+            built = build_full_warehouse(warehouse, unblinded=unblinded, randomisation_list=demo.randomisation_list)
+            record.write_text(json.dumps(built))
+    built = json.loads(record.read_text())
+    assert built["success"], f"{name} full warehouse build failed:\n" + "\n".join(built["failures"])
+    return FullWarehouse(demo, warehouse, unblinded, built)
 
 
 def dbt_command(

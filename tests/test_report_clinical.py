@@ -1,10 +1,9 @@
 """The trial report's clinical sections (issue 8): efficacy and safety figures and tables against the warehouse.
 
-Warehouses: copies of the shared 30-patient demo warehouse (``_warehouse.py``: raw + dbt marts, blinded). The
-blinded copy runs the endpoint assets and the report asset (``reports/trial_report``) blinded. The unblinded copy
-(file name ``*_unblinded*``, as the unblinding guard requires) first gets ``marts.adsl.arm_code`` from the demo's
-randomisation list, which is what an unblinded dbt build writes, then runs the same assets unblinded. Both are
-built once per session (file lock, shared by ``test_report_html.py`` and xdist workers).
+Warehouses: the shared full demo warehouses (``_warehouse.full_demo_warehouse``: 30 patients, every analysis asset
+and the report asset ``reports/trial_report`` run on the shared raw + dbt marts, blinded, and an unblinded twin whose
+``marts.adsl.arm_code`` comes from the demo's randomisation list). They are built once per session (file lock,
+shared with ``test_report_html.py``, ``test_report_omics.py`` and the xdist workers) and opened read-only.
 
 Values are asserted against the stored endpoint tables and direct SQL on the marts; the subgroup Cox hazard ratios
 against R ``survival::coxph`` when ``Rscript`` with ``survival`` is installed (oracle tests).
@@ -13,10 +12,8 @@ against R ``survival::coxph`` when ``Rscript`` with ``survival`` is installed (o
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import json
 import math
-import os
 import re
 import shutil
 import stat
@@ -28,10 +25,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
-from _warehouse import shared_demo_warehouse
+from _warehouse import full_demo_warehouse
 
 from analysis.report import efficacy, safety
 from analysis.report.build import ARM_PATTERN, scan_for_arms
+from analysis.report.coxph import km_product_limit
 from analysis.report.figure import ReportContext, ReportFigure
 from analysis.report.style import BlindingError
 
@@ -47,7 +45,7 @@ RSCRIPT = shutil.which("Rscript")
 class ReportWarehouses:
     blinded: Path
     unblinded: Path
-    #: what the two Dagster runs reported (success, check results, report paths)
+    #: what the two Dagster runs reported about the trial report asset (path, figures, tables, checks)
     runs: dict
 
     def report(self, unblinded: bool) -> Path:
@@ -57,61 +55,13 @@ class ReportWarehouses:
         return duckdb.connect(str(self.unblinded if unblinded else self.blinded), read_only=True)
 
 
-def _run_assets(warehouse: Path, unblinded: bool, randomisation: Path | None) -> dict:
-    import dagster as dg
-
-    from orchestration.assets.endpoints import endpoint_assets
-    from orchestration.assets.reports import report_assets
-    from orchestration.resources import TrialSettings
-
-    settings = TrialSettings(
-        warehouse_path=str(warehouse),
-        unblinded="true" if unblinded else "false",
-        randomisation_list=str(randomisation) if randomisation else "",
-    )
-    result = dg.materialize([*endpoint_assets, *report_assets], resources={"settings": settings}, raise_on_error=False)
-    report = [
-        e.materialization.metadata
-        for e in result.get_asset_materialization_events()
-        if e.asset_key.path[0] == "reports"
-    ]
-    return {
-        "success": result.success,
-        "failures": [str(e.event_specific_data.error)[-3000:] for e in result.get_step_failure_events()],
-        "path": str(report[0]["path"].value) if report else "",
-        "figures": int(report[0]["figures"].value) if report else 0,
-        "checks": {e.check_name: e.passed for e in result.get_asset_check_evaluations()},
-    }
-
-
 def report_warehouses(tmp_path_factory: pytest.TempPathFactory) -> ReportWarehouses:
-    """The blinded and unblinded report warehouses (built once per session; see module docstring)."""
-    demo = shared_demo_warehouse(tmp_path_factory)
-    base = tmp_path_factory.getbasetemp()
-    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "guttrial_report_warehouses"
-    shared.mkdir(exist_ok=True)
-    record = shared / "runs.json"
-    blinded, unblinded = shared / "warehouse.duckdb", shared / "warehouse_unblinded.duckdb"
-    with open(shared / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not record.exists():
-            shutil.copyfile(demo.warehouse, blinded)
-            shutil.copyfile(demo.warehouse, unblinded)
-            with duckdb.connect(str(unblinded)) as con:
-                con.execute(
-                    "update marts.adsl set arm_code = r.ARM from read_csv(?, all_varchar = true) as r "
-                    "where marts.adsl.randno = r.RANDNO",
-                    [str(demo.randomisation_list)],
-                )
-            runs = {
-                "blinded": _run_assets(blinded, False, None),
-                "unblinded": _run_assets(unblinded, True, demo.randomisation_list),
-            }
-            record.write_text(json.dumps(runs))
-    runs = json.loads(record.read_text())
-    for name, run in runs.items():
-        assert run["success"], f"{name} run failed:\n" + "\n".join(run["failures"])
-    return ReportWarehouses(blinded, unblinded, runs)
+    """The shared full warehouses (``_warehouse.full_demo_warehouse``, built once per session), blinded and unblinded,
+    with the trial report their refresh wrote."""
+    blinded = full_demo_warehouse(tmp_path_factory)
+    unblinded = full_demo_warehouse(tmp_path_factory, unblinded=True)
+    runs = {"blinded": blinded.build["report"], "unblinded": unblinded.build["report"]}
+    return ReportWarehouses(blinded.warehouse, unblinded.warehouse, runs)
 
 
 @pytest.fixture(scope="module")
@@ -174,11 +124,22 @@ def test_km_figure_refuses_a_km_table_that_does_not_describe_the_adtte(wh: Repor
     with wh.connect(False) as con:
         km = df(con, "select * from analysis.km_estimates where PARAMCD = 'PFS'")
         adtte = df(con, "select * from analysis.adtte where PARAMCD = 'PFS'")
-    assert efficacy.check_km_against_lifelines(km, adtte) < 1e-12
+    assert efficacy.check_km_against_adtte(km, adtte) < 1e-12
     bad = km.copy()
     bad.loc[bad.index[3], "surv"] += 0.01
     with pytest.raises(ValueError, match="differs"):
-        efficacy.check_km_against_lifelines(bad, adtte)
+        efficacy.check_km_against_adtte(bad, adtte)
+    # the check's product-limit refit is lifelines' KaplanMeierFitter
+    from lifelines import KaplanMeierFitter
+
+    kmf = KaplanMeierFitter().fit(adtte["AVAL"].astype(float), adtte["CNSR"].eq(0).astype(int))
+    times = np.r_[0.0, km["time"].to_numpy(float), km["time"].to_numpy(float) + 0.5]
+    np.testing.assert_allclose(
+        km_product_limit(adtte["AVAL"], adtte["CNSR"].eq(0), times),
+        kmf.survival_function_at_times(times).to_numpy(),
+        rtol=0,
+        atol=1e-14,
+    )
 
 
 def test_lifelines_median_equals_the_survival_summary(wh: ReportWarehouses) -> None:
@@ -275,6 +236,52 @@ def test_forest_hazard_ratios_match_r_coxph(wh: ReportWarehouses, tmp_path: Path
     usable = unbl.groupby(["weight_band", "arm"])["event"].sum()
     if len(usable) == 4 and (usable > 0).all():  # else levels without events are left out of our LR test
         assert trow["interaction_p"] == pytest.approx(inter_r, rel=1e-5)
+
+
+def test_report_cox_fit_equals_lifelines(wh: ReportWarehouses) -> None:
+    """The report's Cox fit (numpy, Efron ties) against lifelines' CoxPHFitter, without R: a multi-level factor
+    (blinded prognostic model) and the arm x factor interaction model (unblinded), coefficients, SEs and the
+    log-likelihood of the LR tests."""
+    import warnings
+
+    from lifelines import CoxPHFitter
+
+    from analysis.report.coxph import cox_efron
+
+    with wh.connect(False) as con:
+        blind = efficacy.pfs_subgroup_data(con, ctx_for(False))
+    with wh.connect(True) as con:
+        unbl = efficacy.pfs_subgroup_data(con, ctx_for(True))
+    d = blind.dropna(subset=["bclc_stage"])
+    # a multi-level factor: every stage present except the commonest (the reference)
+    stages = d["bclc_stage"].value_counts().index[1:]
+    assert len(stages) >= 1
+    x_blind = pd.DataFrame({f"L{lv}": d["bclc_stage"].eq(lv).astype(float) for lv in stages})
+    arm = unbl["arm"].eq("CAPSULE").astype(float)
+    heavy = unbl["weight_band"].eq(">60 kg").astype(float)
+    x_unbl = pd.DataFrame({"arm": arm, "heavy": heavy, "armx": arm * heavy})
+    cases = [(d["AVAL"], d["event"], x_blind), (unbl["AVAL"], unbl["event"], x_unbl)]
+    for time, event, x in cases:
+        mine = cox_efron(time, event, x.to_numpy())
+        frame = x.reset_index(drop=True).assign(_T=time.to_numpy(float), _E=event.to_numpy(int))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = CoxPHFitter().fit(
+                frame,
+                "_T",
+                "_E",
+                fit_options={"precision": 1e-12, "r_precision": 1e-14, "step_size": 0.95, "max_steps": 500},
+            )
+        assert mine.converged
+        np.testing.assert_allclose(mine.coef, ref.params_[list(x.columns)].to_numpy(), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(mine.se, ref.standard_errors_[list(x.columns)].to_numpy(), rtol=1e-6)
+        assert mine.log_likelihood == pytest.approx(ref.log_likelihood_, rel=1e-9)
+        assert mine.log_likelihood >= ref.log_likelihood_ - 1e-9  # at least as close to the maximum
+    # a monotone likelihood (every event of one group before the other's) runs off and is reported not estimable
+    t = np.arange(1.0, 21.0)
+    fit = efficacy.fit_cox(t, np.ones(20), pd.DataFrame({"g": (t > 10).astype(float)}))
+    assert abs(fit.coef[0]) > efficacy.MAX_ABS_LOG_HR
+    assert all(math.isnan(v) for v in efficacy._wald(float(fit.coef[0]), float(fit.se[0]), 1.96))
 
 
 def test_subgroup_cox_on_a_known_vector() -> None:

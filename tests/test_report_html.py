@@ -8,6 +8,7 @@ The report warehouses come from ``test_report_clinical.report_warehouses`` (buil
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import sys
 import types
@@ -23,7 +24,15 @@ from analysis.report.build import build_report, collect_section, context_from_wa
 from analysis.report.figure import ReportContext, ReportFigure, ReportTable
 from analysis.report.html import ReportMeta as Meta
 from analysis.report.html import Section, inline_svg, neutralise_cell, render_html, safe_csv
-from analysis.report.style import BlindingError, new_figure, png_bytes, report_style, svg_bytes
+from analysis.report.style import (
+    PNG_DPI,
+    BlindingError,
+    new_figure,
+    png_bytes,
+    render,
+    report_style,
+    svg_bytes,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 CTX = ReportContext(cutoff=dt.date(2025, 6, 30), unblinded=False, run_date=dt.date(2025, 7, 1))
@@ -206,7 +215,7 @@ def test_the_same_warehouse_gives_byte_identical_figures(wh: ReportWarehouses, t
     for name in ("a", "b"):
         with wh.connect(False) as con:
             ctx = context_from_warehouse(con, run_date=dt.date(2025, 7, 1))
-            result = build_report(con, ctx, tmp_path / name, sections=("efficacy", "safety"))
+            result = build_report(con, ctx, tmp_path / name, sections=("efficacy", "safety"), png_dpi=PNG_DPI)
         folder = result.index.parent
         hashes.append(
             {
@@ -217,6 +226,51 @@ def test_the_same_warehouse_gives_byte_identical_figures(wh: ReportWarehouses, t
         )
     assert hashes[0].keys() == hashes[1].keys() and len(hashes[0]) >= 15
     assert all(hashes[0][k] == hashes[1][k] for k in hashes[0])
+
+
+def test_each_figure_is_drawn_once_as_svg_and_as_png_only_on_request(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def section(con, ctx):
+        with report_style():
+            fig = new_figure(height_in=2.5)
+            fig.set_layout_engine("constrained")
+            fig.add_subplot().plot([0, 1], [0, 1])
+        return [ReportFigure("f", "s", "F", ctx.caption("a figure", "all", 2), fig)]
+
+    fake_section(monkeypatch, "onefig", section)
+    with duckdb.connect() as con:
+        svg_only = build_report(con, CTX, tmp_path / "svg", sections=("onefig",)).index
+        both = build_report(con, CTX, tmp_path / "both", sections=("onefig",), png_dpi=100).index
+    assert sorted(p.name for p in (svg_only.parent / "figures").iterdir()) == ["f.svg"]
+    assert sorted(p.name for p in (both.parent / "figures").iterdir()) == ["f.png", "f.svg"]
+    assert 'href="figures/f.png"' not in svg_only.read_text() and 'href="figures/f.png"' in both.read_text()
+    assert 'href="figures/f.svg"' in svg_only.read_text()
+    from PIL import Image
+
+    with Image.open(both.parent / "figures" / "f.png") as image:
+        assert image.size == (round(7.5 * 100), round(2.5 * 100))
+    manifests = [json.loads((i.parent / "manifest.json").read_text()) for i in (svg_only, both)]
+    assert [m["png_dpi"] for m in manifests] == [None, 100]
+    assert "png_sha256" not in manifests[0]["items"][0] and len(manifests[1]["items"][0]["png_sha256"]) == 64
+    # the same SVG either way (one layout, computed before either file is drawn)
+    assert manifests[0]["items"][0]["svg_sha256"] == manifests[1]["items"][0]["svg_sha256"]
+
+
+def test_render_fixes_the_layout_once() -> None:
+    with report_style():
+        fig = new_figure(height_in=2.5)
+        fig.set_layout_engine("constrained")
+        ax = fig.add_subplot()
+        ax.plot([0, 1], [0, 1000000])
+        ax.set_ylabel("a long y label")
+    before = ax.get_position().bounds
+    first = render(fig, png_dpi=72)
+    assert type(fig.get_layout_engine()).__name__ == "PlaceHolderLayoutEngine"  # no engine re-runs at each save
+    assert ax.get_position().bounds != before  # constrained layout made room for the labels
+    again = render(fig, png_dpi=72)
+    assert first == again and first.png is not None and first.png.startswith(b"\x89PNG")
+    assert svg_bytes(fig) == first.svg
 
 
 def test_collect_section_reports_a_missing_module() -> None:

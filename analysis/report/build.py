@@ -52,6 +52,8 @@ class ReportResult:
     sections: list[Section]
     seconds: float
     key_values: dict[str, str] = field(default_factory=dict)
+    #: CPU time of this process spent building the report (``time.process_time``).
+    cpu_seconds: float = 0.0
 
     @property
     def n_figures(self) -> int:
@@ -240,7 +242,7 @@ def build_report(
     """Build every section and publish ``<reports_dir>/<run date>/index.html`` atomically; returns the result.
 
     Figures are written as SVG (inlined in the page); ``png_dpi`` also writes a PNG of each (a second draw)."""
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     collected = collect_sections(con, ctx, sections)
     check_captions(collected, ctx)
     meta = ReportMeta(
@@ -277,4 +279,10 @@ def build_report(
         for item in s.items:
             if isinstance(item, ReportFigure):
                 key_values.update(item.key_values)
-    return ReportResult(target / "index.html", collected, time.perf_counter() - started, key_values)
+    return ReportResult(
+        target / "index.html",
+        collected,
+        time.perf_counter() - started,
+        key_values,
+        cpu_seconds=time.process_time() - cpu_started,
+    )

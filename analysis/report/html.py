@@ -253,9 +253,7 @@ def render_html(
             a = _anchor(item.slug)
             if isinstance(item, ReportFigure):
                 svg = inline_svg(svgs[item.slug], a).replace(">", f'><title id="{a}-title">{_e(item.title)}</title>', 1)
-                png = (
-                    f'<a href="figures/{_e(item.slug)}.png">PNG</a>' if pngs is None or item.slug in pngs else ""
-                )
+                png = f'<a href="figures/{_e(item.slug)}.png">PNG</a>' if pngs is None or item.slug in pngs else ""
                 body.append(
                     f'<figure id="{a}"><h3>{_e(item.title)}</h3>{svg}'
                     f"<figcaption>{_e(item.caption)}</figcaption>{_kv_html(item.key_values)}"

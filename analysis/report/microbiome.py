@@ -511,12 +511,15 @@ def alpha_figure(alpha: pd.DataFrame, tests: pd.DataFrame, ctx: ReportContext) -
                 else:
                     groups.append((float(i), style.OKABE_ITO["blue"], sub[index].dropna().to_numpy(float)))
             width = 0.34 if split else 0.55
-            for pos, colour, values in groups:
-                if not len(values):
+            # one boxplot() and one scatter() per colour (arm) for all visits: a call per box costs more than its
+            # drawing (jitter still seeded per box, so the points are the same)
+            for colour in dict.fromkeys(c for _, c, _ in groups):
+                boxes = [(pos, values) for pos, c, values in groups if c == colour and len(values)]
+                if not boxes:
                     continue
                 ax.boxplot(
-                    values,
-                    positions=[pos],
+                    [values for _, values in boxes],
+                    positions=[pos for pos, _ in boxes],
                     widths=width,
                     showfliers=False,
                     patch_artist=True,
@@ -526,8 +529,10 @@ def alpha_figure(alpha: pd.DataFrame, tests: pd.DataFrame, ctx: ReportContext) -
                     capprops={"color": colour, "lw": 0.9},
                 )
                 ax.scatter(
-                    pos + jitter(len(values), width * 0.4, JITTER_SEED + int(pos * 100)),
-                    values,
+                    np.concatenate(
+                        [pos + jitter(len(v), width * 0.4, JITTER_SEED + int(pos * 100)) for pos, v in boxes]
+                    ),
+                    np.concatenate([v for _, v in boxes]),
                     s=5,
                     color=colour,
                     alpha=0.55,
@@ -675,8 +680,9 @@ def ordination_figure(
 ) -> ReportFigure:
     """Scores on axes 1–2 of one ordination, coloured by visit (and by arm unblinded), 95 % ellipses."""
     method, metric, title = ORDINATIONS[slug]
-    coords = coordinates[coordinates["method"] == method].copy()
-    ax_info = axes[axes["method"] == method].sort_values("axis")
+    # one ordination = method and metric (PCoA also runs on UniFrac when a tree was delivered)
+    coords = coordinates[(coordinates["method"] == method) & (coordinates["metric"] == metric)].copy()
+    ax_info = axes[(axes["method"] == method) & (axes["metric"] == metric)].sort_values("axis")
     names = list(ax_info["name"].head(2)) or ["Axis 1", "Axis 2"]
     labels_xy = []
     for k, name in enumerate(names):
@@ -759,14 +765,17 @@ def _genus_order(shares: pd.DataFrame) -> list[str]:
     return [g for g in order if g != "Other"] + (["Other"] if "Other" in order else [])
 
 
-def stacked_bars(ax: Axes, shares: np.ndarray, colours: Sequence[str], names: Sequence[str]) -> None:
-    """One stacked bar per row of ``shares`` (samples x categories) at x = 0, 1, ..., width 1.
+def stacked_bars(
+    ax: Axes, shares: np.ndarray, colours: Sequence[str], names: Sequence[str], x: np.ndarray | None = None
+) -> None:
+    """One stacked bar per row of ``shares`` (samples x categories), width 1, centred at ``x`` (default 0, 1, ...).
 
     Drawn as one PolyCollection of rectangles per category (``gid = "bar:<name>"``) instead of ``ax.bar``: a
-    Rectangle artist per sample and genus makes 600 samples take 20 s to draw and save.
+    Rectangle artist per sample and genus makes 600 samples take 20 s to draw and save. The caller sets the axis
+    limits (the collections do not update them).
     """
     n = shares.shape[0]
-    x0 = np.arange(n, dtype=float) - 0.5
+    x0 = (np.arange(n, dtype=float) if x is None else np.asarray(x, dtype=float)) - 0.5
     bottom = np.zeros(n)
     for k, (colour, name) in enumerate(zip(colours, names, strict=True)):
         top = bottom + shares[:, k]
@@ -780,13 +789,21 @@ def stacked_bars(ax: Axes, shares: np.ndarray, colours: Sequence[str], names: Se
             axis=1,
         )
         ax.add_collection(
-            PolyCollection(verts, facecolors=colour, edgecolors="none", gid=f"bar:{name}", rasterized=True)
+            PolyCollection(verts, facecolors=colour, edgecolors="none", gid=f"bar:{name}", rasterized=True),
+            autolim=False,
         )
         bottom = top
 
 
+#: Gap between the visit blocks of the per-sample bars, in bar widths.
+VISIT_GAP = 3.0
+
+
 def top_genera_samples_figure(shares: pd.DataFrame, ctx: ReportContext) -> ReportFigure:
-    """Stacked bars per sample, faceted by visit (columns; unblinded: arms as rows)."""
+    """Stacked bars per sample, in one block per visit (unblinded: one row of blocks per arm).
+
+    The visit blocks share one axes per row (a gap of :data:`VISIT_GAP` bars between them, the visit above and
+    ``n`` below each block): an axes per visit would cost more to lay out and draw than the bars themselves."""
     genera = _genus_order(shares)
     palette = _genus_palette(genera)
     wide = shares.pivot_table(index="sample_id", columns="genus", values="share", aggfunc="sum", fill_value=0.0)
@@ -796,29 +813,46 @@ def top_genera_samples_figure(shares: pd.DataFrame, ctx: ReportContext) -> Repor
     split = has_arms(meta, ctx)
     row_levels: list[str | None] = [a for a in ARMS if (meta["arm"] == a).any()] if split else [None]
     lead = genera[0]
-    counts = meta.groupby("visit").size().reindex(visits).fillna(0).to_numpy(float)
+    colours = [palette[g] for g in genera]
     with style.report_style():
         fig = new_figure(3.2 + 1.8 * len(row_levels))
-        grid = fig.add_gridspec(len(row_levels), len(visits), width_ratios=np.maximum(counts, 1.0))
-        for r, arm in enumerate(row_levels):
-            for c, v in enumerate(visits):
-                ax = fig.add_subplot(grid[r, c])
-                sel = meta[(meta["visit"] == v) & ((meta["arm"] == arm) if arm is not None else True)]
-                block = wide.reindex(sel.index).fillna(0.0)
+        axes = fig.subplots(len(row_levels), 1, squeeze=False)[:, 0]
+        # one block per visit, as wide as its largest row (arms), so the blocks of the rows line up
+        selections = {
+            (arm, v): meta[(meta["visit"] == v) & ((meta["arm"] == arm) if arm is not None else True)].index
+            for arm in row_levels
+            for v in visits
+        }
+        widths = [max(max(len(selections[(arm, v)]) for arm in row_levels), 1) for v in visits]
+        starts = np.concatenate([[0.0], np.cumsum(np.asarray(widths, dtype=float) + VISIT_GAP)[:-1]])
+        centres = starts + (np.asarray(widths, dtype=float) - 1) / 2
+        for r, (ax, arm) in enumerate(zip(axes, row_levels, strict=True)):
+            counts = []
+            for v, centre in zip(visits, centres, strict=True):
+                block = wide.reindex(selections[(arm, v)]).fillna(0.0)
                 block = block.assign(_id=block.index).sort_values([lead, "_id"], ascending=[False, True])
                 block = block.drop(columns="_id")
-                stacked_bars(ax, block[genera].to_numpy(float), [palette[g] for g in genera], genera)
-                ax.set_xlim(-0.5, max(len(block), 1) - 0.5)
-                ax.set_ylim(0, 1)
-                ax.set_xticks([])
-                if c == 0:
-                    ax.set_ylabel((arm_label(arm, ctx) + "\n" if arm is not None else "") + "relative abundance")
-                else:
-                    ax.set_yticks([])
-                    ax.spines["left"].set_visible(False)
-                if r == 0:
-                    ax.set_title(short_visit(v), fontsize=8, loc="center")
-                ax.set_xlabel(f"n={len(block)}", fontsize=7, labelpad=1)
+                counts.append(len(block))
+                if len(block):
+                    x = centre - (len(block) - 1) / 2 + np.arange(len(block), dtype=float)
+                    stacked_bars(ax, block[genera].to_numpy(float), colours, genera, x)
+            ax.set_xlim(-0.5 - VISIT_GAP / 2, starts[-1] + widths[-1] - 0.5 + VISIT_GAP / 2)
+            ax.set_ylim(0, 1)
+            ax.set_xticks(centres, [f"n={n}" for n in counts], fontsize=7)
+            ax.tick_params(axis="x", length=0, pad=2)
+            ax.spines["bottom"].set_visible(False)
+            if r == 0:
+                for centre, v in zip(centres, visits, strict=True):
+                    ax.text(
+                        centre,
+                        1.01,
+                        short_visit(v),
+                        transform=ax.get_xaxis_transform(),
+                        ha="center",
+                        va="bottom",
+                        fontsize=8,
+                    )
+            ax.set_ylabel((arm_label(arm, ctx) + "\n" if arm is not None else "") + "relative abundance")
         handles = [Patch(facecolor=palette[g], label=g) for g in genera]
         fig.legend(handles=handles, loc="outside lower center", ncols=6, fontsize=7)
     pop, n = population_text(meta.reset_index())
@@ -865,13 +899,24 @@ def top_genera_groups_figure(shares: pd.DataFrame, ctx: ReportContext) -> Report
         fig = new_figure(4.4)
         ax = fig.add_subplot()
         width = 0.4 if split else 0.7
+        # one bar() call per genus (all groups at once): the stacked heights are the cumulative means
+        heights = np.array(
+            [[float(means.loc[key if split else key[0]].get(g, 0.0)) for g in genera] for _, key in bars]
+        ).reshape(len(bars), len(genera))
+        bottoms = np.cumsum(heights, axis=1) - heights
+        positions = [pos for pos, _ in bars]
+        for k, g in enumerate(genera):
+            ax.bar(
+                positions,
+                heights[:, k],
+                bottom=bottoms[:, k],
+                width=width,
+                color=palette[g],
+                lw=0.3,
+                edgecolor="white",
+                gid=f"bar:{g}",
+            )
         for pos, key in bars:
-            row = means.loc[key if split else key[0]]
-            bottom = 0.0
-            for g in genera:
-                h = float(row.get(g, 0.0))
-                ax.bar(pos, h, bottom=bottom, width=width, color=palette[g], lw=0.3, edgecolor="white", gid=f"bar:{g}")
-                bottom += h
             n = int(sizes.loc[key if split else key[0]])
             tag = f"{arm_label(key[1], ctx)[0]}\n" if split else ""
             ax.text(pos, 1.01, f"{tag}n={n}", ha="center", va="bottom", fontsize=6.5)
@@ -996,7 +1041,7 @@ def _decade_label(value: float, _pos: int | None = None) -> str:
         return ""
     exponent = np.log10(value)
     if abs(exponent - round(exponent)) < 1e-9:
-        return "10" + str(int(round(exponent))).translate(_SUPERSCRIPTS)
+        return "10" + str(int(np.rint(exponent))).translate(_SUPERSCRIPTS)
     return f"{value:g}"
 
 

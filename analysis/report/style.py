@@ -158,13 +158,15 @@ def freeze_layout(fig: Figure) -> None:
     fixed), so the SVG and any PNG show the same layout.
     """
     engine = fig.get_layout_engine()
-    if engine is None or isinstance(engine, PlaceHolderLayoutEngine):
+    if engine is None or isinstance(engine, PlaceHolderLayoutEngine) or not fig.axes:
         return
     dpi = fig.dpi
     with report_style():
         try:
             fig.set_dpi(72)
             engine.execute(fig)
+        except ValueError:  # as Figure.draw: a layout that cannot be applied leaves the positions as they are
+            pass
         finally:
             fig.set_dpi(dpi)
     fig.set_layout_engine("none")

@@ -1,11 +1,12 @@
 """The trial report asset (group ``reports``): figures and tables from the warehouse, one HTML report per run date.
 
 ``reports/trial_report`` runs after every analysis asset (endpoints, microbiome, metabolomics) and writes
-``settings.reports_dir / <run date> / index.html`` (with ``figures/*.png|svg``, ``tables/*.csv`` and
-``manifest.json``; see :mod:`analysis.report.build` and :mod:`analysis.report.html`). It reads the warehouse
-read-only; cut-off and blinding are the ones recorded in the warehouse (``analysis.endpoint_run``), and a run whose
-blinding setting disagrees with the warehouse fails instead of publishing. The folder is written to a temporary
-sibling and renamed into place (atomic); unblinded reports are owner-only (folders 0o700, files 0o600).
+``settings.reports_dir / <run date> / index.html`` (with ``figures/*.svg``, ``figures/*.png`` when the run config
+sets ``png_dpi``, ``tables/*.csv`` and ``manifest.json``; see :mod:`analysis.report.build` and
+:mod:`analysis.report.html`). It reads the warehouse read-only; cut-off and blinding are the ones recorded in the
+warehouse (``analysis.endpoint_run``), and a run whose blinding setting disagrees with the warehouse fails instead of
+publishing. The folder is written to a temporary sibling and renamed into place (atomic); unblinded reports are
+owner-only (folders 0o700, files 0o600).
 
 A section whose input tables are missing (e.g. omics assets not run) appears in the report as "not available";
 a section that fails is shown as failed and makes the non-blocking check ``sections_built`` fail, so the
@@ -17,6 +18,7 @@ import time
 
 import dagster as dg
 import duckdb
+from pydantic import Field
 
 from analysis.report.build import build_report, context_from_warehouse
 from orchestration.assets.endpoints import endpoint_assets
@@ -28,6 +30,20 @@ from orchestration.permissions import restrict_if_unblinded
 from orchestration.resources import TrialSettings
 
 REPORTS_GROUP = "reports"
+
+
+class TrialReportConfig(dg.Config):
+    """Launchpad options of ``reports/trial_report``."""
+
+    png_dpi: int = Field(
+        default=0,
+        ge=0,
+        le=600,
+        description="Also write every figure as PNG at this resolution (e.g. 150); 0 = SVG only. The page inlines "
+        "the SVGs either way; each PNG is a second full draw of its figure (about doubles the report's CPU time).",
+    )
+
+
 REPORT_KEY = dg.AssetKey(["reports", "trial_report"])
 SECTIONS_CHECK = "sections_built"
 
@@ -73,10 +89,12 @@ def _connect_read_only(
         )
     ],
     description="The trial report: KM curves, subgroup forest, waterfall/swimmer/spider plots, AE and lab shift "
-    "tables, ALBI over time, and the microbiome/metabolomics/integration figures, as PNG/SVG files plus one "
-    "self-contained HTML page per run date (<warehouse>_reports/<run date>/index.html). Blinded runs carry no arm.",
+    "tables, ALBI over time, and the microbiome/metabolomics/integration figures, as SVG files (PNG on request) plus "
+    "one self-contained HTML page per run date (<warehouse>_reports/<run date>/index.html). Blinded runs carry no arm.",
 )
-def trial_report(context: dg.AssetExecutionContext, settings: TrialSettings) -> dg.MaterializeResult:
+def trial_report(
+    context: dg.AssetExecutionContext, config: TrialReportConfig, settings: TrialSettings
+) -> dg.MaterializeResult:
     with _connect_read_only(settings, context.log) as con:
         ctx = context_from_warehouse(con, run_date=dt.date.today(), expect_unblinded=settings.is_unblinded)
         if settings.cutoff != ctx.cutoff:
@@ -84,7 +102,14 @@ def trial_report(context: dg.AssetExecutionContext, settings: TrialSettings) -> 
                 f"run cut-off {settings.cutoff or 'none'} differs from the warehouse's endpoint cut-off "
                 f"{ctx.cutoff or 'none'}: the report uses the warehouse's"
             )
-        result = build_report(con, ctx, settings.reports_dir, warehouse=settings.warehouse, run_id=context.run.run_id)
+        result = build_report(
+            con,
+            ctx,
+            settings.reports_dir,
+            warehouse=settings.warehouse,
+            run_id=context.run.run_id,
+            png_dpi=config.png_dpi or None,
+        )
     restrict_if_unblinded(settings.reports_dir, settings)
     for s in result.sections:
         if s.status != "ok":
@@ -93,7 +118,7 @@ def trial_report(context: dg.AssetExecutionContext, settings: TrialSettings) -> 
             )
     context.log.info(
         f"trial report: {result.index} ({result.n_figures} figures, {result.n_tables} tables, "
-        f"{'UNBLINDED' if ctx.unblinded else 'blinded'}) in {result.seconds:.1f} s"
+        f"{'UNBLINDED' if ctx.unblinded else 'blinded'}) in {result.seconds:.1f} s ({result.cpu_seconds:.1f} s CPU)"
     )
     failed = result.failed
     return dg.MaterializeResult(
@@ -104,6 +129,7 @@ def trial_report(context: dg.AssetExecutionContext, settings: TrialSettings) -> 
             "blinded": not ctx.unblinded,
             "cutoff": ctx.cutoff.isoformat() if ctx.cutoff else "none",
             "seconds": dg.MetadataValue.float(round(result.seconds, 1)),
+            "cpu seconds": dg.MetadataValue.float(round(result.cpu_seconds, 1)),
             "sections": dg.MetadataValue.md(
                 "\n".join(f"* {s.name}: {s.status}{' - ' + s.message if s.message else ''}" for s in result.sections)
             ),
