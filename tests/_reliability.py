@@ -34,16 +34,6 @@ SEED = 20240501
 ITERATIONS = "10"
 BUILD_TIMEOUT = 1800
 
-#: Known order-dependent results, reported to their owners; listed so that any *other* difference fails, and
-#: checked by a strict xfail in test_reproducibility.py so the entry must be removed once fixed.
-KNOWN_ORDER_DEPENDENT: dict[str, str] = {
-    "analysis.microbiome_qc_negative_taxa": "analysis.microbiome.qc.negative_control_taxa sums relative abundances "
-    "in the row order of marts.taxa_counts, which analysis.microbiome.pipeline.read_inputs reads without ORDER BY: "
-    "sample_mean_rel_abundance differs in the last bits between builds",
-    "analysis.microbiome_qc_library_sizes": "the control libraries' sd (and cv) of library sizes are computed in "
-    "the row order of marts.sequencing_controls, read without ORDER BY in analysis.microbiome.pipeline.read_inputs",
-}
-
 
 def build_env(dagster_home: Path | None = None, **extra: str) -> dict[str, str]:
     """A clean environment for a build subprocess: no GUTTRIAL_* from the caller, few rarefaction iterations,

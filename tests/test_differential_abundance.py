@@ -265,3 +265,16 @@ def test_clr_lmm_vectorised_equals_statsmodels_mixedlm(trial: tuple) -> None:
     observed = random_intercept_reml(z[:, keep], exog.to_numpy(), md["patient"].to_numpy(), covariance="observed")
     np.testing.assert_allclose(gls["beta"], observed["beta"], rtol=0, atol=0)
     assert not np.allclose(gls["cov"], observed["cov"], rtol=1e-6, atol=0)
+
+
+def test_by_visit_leaves_out_a_visit_with_one_group_level(trial: tuple) -> None:
+    # early cut-off: at visit 2 every sampled patient is still in one group (e.g. no responder yet)
+    x, taxa, meta = trial
+    one_level = meta.copy()
+    one_level.loc[one_level["visit"] == 2, "arm"] = "placebo"
+    res = by_visit(x, taxa, one_level, group="arm", visit="visit", reference="placebo")
+    assert set(res["visit"]) == {0, 1}
+    full = by_visit(x, taxa, meta, group="arm", visit="visit", reference="placebo")
+    pd.testing.assert_frame_equal(res, full[full["visit"] != 2].reset_index(drop=True))
+    nobody = meta.assign(arm="placebo")
+    assert by_visit(x, taxa, nobody, group="arm", visit="visit", reference="placebo").empty

@@ -31,7 +31,6 @@ from pathlib import Path
 import duckdb
 import pytest
 from _reliability import (
-    KNOWN_ORDER_DEPENDENT,
     Reference,
     build_env,
     demo_trial,
@@ -118,7 +117,7 @@ def test_killed_runs_leave_a_readable_warehouse_and_the_next_run_converges(
     differences = sorted(
         k for k in set(converged) | set(reference.hashes) if converged.get(k) != reference.hashes.get(k)
     )
-    assert [d for d in differences if d not in KNOWN_ORDER_DEPENDENT] == []
+    assert differences == []
     with duckdb.connect(str(warehouse), read_only=True) as con:
         runs = audit.runs(con)
     # Every killed run that got as far as the warehouse left a "started" row that never finished.

@@ -20,7 +20,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
-from _reliability import ITERATIONS, KNOWN_ORDER_DEPENDENT, Reference, output_hashes, reference_build, run_build
+from _reliability import ITERATIONS, Reference, output_hashes, reference_build, run_build
 
 from analysis.hashing import diff_hashes, file_sha256, warehouse_hashes
 from orchestration import audit
@@ -49,10 +49,7 @@ def _distance_files(warehouse: Path) -> dict[str, str]:
 def test_two_builds_give_identical_marts_and_results(reference: Reference, second_build: Path) -> None:
     again = output_hashes(second_build)
     assert len(reference.hashes) >= 60 and any(k.startswith("marts.") for k in reference.hashes)
-    differences = [
-        d for d in diff_hashes_by_name(reference.hashes, again) if d.split(":")[0] not in KNOWN_ORDER_DEPENDENT
-    ]
-    assert differences == []
+    assert diff_hashes_by_name(reference.hashes, again) == []
     assert _distance_files(reference.warehouse) == _distance_files(second_build) != {}
 
 
@@ -123,15 +120,7 @@ def shuffled(reference: Reference, tmp_path_factory: pytest.TempPathFactory) -> 
 
 def test_results_do_not_depend_on_the_physical_order_of_the_marts(reference: Reference, shuffled: dict) -> None:
     expected = {k: v for k, v in reference.hashes.items() if k.startswith("analysis.")}
-    differences = [d for d in diff_hashes_by_name(expected, shuffled) if d.split(":")[0] not in KNOWN_ORDER_DEPENDENT]
-    assert differences == []
-
-
-@pytest.mark.xfail(strict=True, reason="order-dependent results reported to their owners (KNOWN_ORDER_DEPENDENT)")
-def test_known_order_dependent_results_are_fixed(reference: Reference, shuffled: dict) -> None:
-    assert {k: reference.hashes.get(k) for k in KNOWN_ORDER_DEPENDENT} == {
-        k: shuffled.get(k) for k in KNOWN_ORDER_DEPENDENT
-    }
+    assert diff_hashes_by_name(expected, shuffled) == []
 
 
 def test_the_hash_comparison_would_notice_a_difference(reference: Reference, tmp_path: Path) -> None:

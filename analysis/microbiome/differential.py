@@ -425,11 +425,14 @@ def by_visit(
 ) -> pd.DataFrame:
     """``group`` comparison separately at every visit (e.g. arm at each visit; responders vs non-responders at
     baseline). One sample per patient per visit, so no random effect is needed. q-values are BH within each
-    visit (and contrast); the ``visit`` column says which."""
+    visit (and contrast); the ``visit`` column says which. A visit at which ``group`` has fewer than two levels
+    (e.g. no responder sampled yet at an early cut-off) has nothing to compare and is left out."""
     x, taxa, meta = _prepare(counts, taxa, meta, sample_ids)
     frames = []
     for v in sorted(pd.unique(meta[visit].dropna()), key=str):
         sel = (meta[visit] == v).to_numpy()
+        if meta.loc[sel, group].nunique(dropna=True) < 2:
+            continue
         res = differential_abundance(x[sel], taxa, meta[sel], group=group, method=method, reference=reference, **kwargs)
         res.insert(0, visit, v)
         frames.append(res)

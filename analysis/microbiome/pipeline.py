@@ -265,17 +265,19 @@ def read_inputs(con: duckdb.DuckDBPyConnection, *, unblinded: bool) -> Microbiom
             raise LookupError(f"marts.{table} does not exist: build the marts first (guttrial build)")
     long = con.execute(
         "select batch_id, sample_id, specimen_barcode, subject_id, feature_id, read_count "
-        "from marts.taxa_counts where read_count > 0"
+        "from marts.taxa_counts where read_count > 0 order by batch_id, sample_id, feature_id"
     ).df()
     if long.empty:
         raise LookupError("marts.taxa_counts has no patient sample counts")
     matrix, libs = feature_matrix(long)
     rank_cols = ", ".join(f'"{MART_RANK_COLUMNS[r]}" as "{r}"' for r in RANKS)
-    taxonomy = con.execute(f"select batch_id, feature_id, {rank_cols} from marts.taxonomy").df()
+    taxonomy = con.execute(
+        f"select batch_id, feature_id, {rank_cols} from marts.taxonomy order by batch_id, feature_id"
+    ).df()
     taxonomy = taxonomy.drop_duplicates(["batch_id", "feature_id"])
     samples = con.execute(
         "select specimen_barcode as sample_id, subject_id, specimen_type, nominal_visit as visit, "
-        "nominal_visit_order as visit_order, study_day from marts.samples"
+        "nominal_visit_order as visit_order, study_day from marts.samples order by specimen_barcode"
     ).df()
     meta = matrix.libraries[["sample_id", "batch_id", "library_id", "library_size"]].merge(
         samples, on="sample_id", how="left"
@@ -288,23 +290,28 @@ def read_inputs(con: duckdb.DuckDBPyConnection, *, unblinded: bool) -> Microbiom
     if _table_exists(con, "analysis", "best_overall_response"):
         bor = con.execute(
             "select subject_id, bool_or(responder) as responder from analysis.best_overall_response "
-            "where criterion = 'RECIST 1.1' and evaluator = 'DERIVED' and confirmed group by subject_id"
+            "where criterion = 'RECIST 1.1' and evaluator = 'DERIVED' and confirmed "
+            "group by subject_id order by subject_id"
         ).df()
         meta["responder"] = meta["subject_id"].map(bor.set_index("subject_id")["responder"]).astype("boolean")
         responder_source = "analysis.best_overall_response (RECIST 1.1, derived, confirmed CR/PR)"
     if unblinded:
-        arm = con.execute("select subject_id, arm_code from marts.adsl").df()
+        arm = con.execute("select subject_id, arm_code from marts.adsl order by subject_id").df()
         meta["arm"] = meta["subject_id"].map(arm.set_index("subject_id")["arm_code"])
     meta = meta.set_index("sample_id")
     controls = con.execute(
-        "select batch_id, sample_id, sample_role, library_size, n_features from marts.sequencing_controls"
+        "select batch_id, sample_id, sample_role, library_size, n_features from marts.sequencing_controls "
+        "order by batch_id, sample_id"
     ).df()
     control_counts = con.execute(
-        "select batch_id, sample_id, sample_role, feature_id, read_count from marts.sequencing_control_counts"
+        "select batch_id, sample_id, sample_role, feature_id, read_count from marts.sequencing_control_counts "
+        "order by batch_id, sample_id, feature_id"
     ).df()
     trees = pd.DataFrame(columns=list(TREE_COLUMNS))
     if _table_exists(con, "staging", "stg_seq__trees"):
-        trees = con.execute(f"select {', '.join(TREE_COLUMNS)} from staging.stg_seq__trees order by batch_id").df()
+        trees = con.execute(
+            f"select {', '.join(TREE_COLUMNS)} from staging.stg_seq__trees order by batch_id, _source_file"
+        ).df()
     return MicrobiomeInputs(
         matrix, libs, long, taxonomy, meta, controls, control_counts, unblinded, responder_source, trees
     )

@@ -390,6 +390,20 @@ def _omics() -> list[SuiteSpec]:
             "Sequencing features: one per feature per source file (feature-table metadata and/or taxonomy file).",
         ),
         _spec(
+            "stg_seq__trees",
+            "select batch_id, tree_format, newick_sha256, n_tips, n_table_features, rooted, _source_file, "
+            "_row_number, _duplicate_count from staging.stg_seq__trees",
+            lambda gxe: [
+                *_unique(gxe, "batch_id", "_source_file"),
+                gxe.ExpectColumnValuesToNotBeNull(column="newick_sha256"),
+                gxe.ExpectColumnValuesToBeBetween(column="n_tips", min_value=2, description="A tree has at least 2 tips"),
+                _in_set(gxe, "rooted", ("Y", "N"), "Rooted"),
+                _duplicates(gxe),
+            ],
+            ("batch_id", "_source_file"),
+            "Phylogenetic trees (optional, for UniFrac): one per batch and tree file, at least 2 tips, rooting known.",
+        ),
+        _spec(
             "stg_mtb__features",
             "select * from staging.stg_mtb__features",
             lambda gxe: [
