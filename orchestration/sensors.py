@@ -82,6 +82,12 @@ def scan_states(
             before = previous.get(found.relpath)
             if before is not None and before.size == stat.st_size and before.mtime_ns == stat.st_mtime_ns:
                 files[found.relpath] = before
+            elif found.kind == "unknown":
+                # a file the loader rejects by name is never read (it may be a misplaced randomisation list):
+                # its size and mtime stand in for the checksum in the cursor
+                files[found.relpath] = FileState(
+                    stat.st_size, stat.st_mtime_ns, f"unread:{stat.st_size}:{stat.st_mtime_ns}"
+                )
             else:
                 files[found.relpath] = FileState(stat.st_size, stat.st_mtime_ns, sha256_of(found.path))
     return LandingScan(files, settling)

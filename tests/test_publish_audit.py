@@ -414,12 +414,6 @@ def test_the_build_summary_names_the_root_cause_of_a_full_disk(tmp_path: Path) -
     assert lines[1].startswith(f"  DISK FULL in {tmp_path}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reported to the loader's owner: raw.load_manifest records the SHA-256 of a file rejected by name, so a "
-    "randomisation list dropped into the landing folder leaves its checksum (from which a small allocation list "
-    "can be brute-forced: 2^n candidates for n patients) in the blinded warehouse",
-)
 def test_a_randomisation_list_dropped_into_the_landing_folder_leaves_no_trace_of_its_content(tmp_path: Path) -> None:
     from analysis.ingest import load_family
 

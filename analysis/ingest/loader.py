@@ -31,6 +31,7 @@ import pyarrow as pa
 from analysis import contract
 from analysis.errors import ContractViolation
 from analysis.ingest.crf import read_crf_csv
+from analysis.ingest.deidentify import deidentify_dm, scrub_stored_identifiers
 from analysis.ingest.landing import LandingFile, scan_landing, sha256_of
 from analysis.ingest.raw_schema import FAMILY_TABLES, ensure_raw_schema, table_columns
 
@@ -58,6 +59,10 @@ class LoadReport:
     @property
     def rejected(self) -> list[FileOutcome]:
         return [o for o in self.outcomes if o.status == "rejected"]
+
+
+#: ``raw.load_manifest.sha256`` of a file rejected by its name (its content is not read; size recorded as 0).
+UNREAD_SHA256 = "not read: not a contract file"
 
 
 def new_load_id() -> str:
@@ -103,6 +108,10 @@ def _constant(value: str | None, n: int) -> pa.DictionaryArray:
 def _load_crf(con: duckdb.DuckDBPyConnection, file: LandingFile, sha: str, load_id: str) -> tuple[int, str]:
     form = contract.CRF_FORMS[file.crf_form or ""]
     frame = read_crf_csv(file.path, file.relpath, form)
+    if form.identifiers:
+        # The file must carry the identifier columns (checked by read_crf_csv), but their values are never stored:
+        # dropped here (NULL in raw), the birth date replaced by the derived age at consent.
+        frame = deidentify_dm(frame, file.relpath)
     _insert_frame(con, form.raw_table, _lineage(frame, file, sha, load_id))
     return len(frame), "csv"
 
@@ -380,11 +389,17 @@ def load_family(
     files = sorted(scan_landing(landing_dir, family), key=lambda f: f.kind == "seq_tree")
     con.execute("begin transaction")
     try:
+        if family == "crf":
+            # A warehouse loaded by an older version may still hold identifier values in raw.crf_dm: blank them
+            # (deriving the age first) in this same transaction, so they go with this load or not at all.
+            scrub_stored_identifiers(con)
         for file in files:
-            sha = sha256_of(file.path)
-            size = file.path.stat().st_size
             loader = _loader_for(file.kind)
             if loader is None:
+                # A file this contract does not accept is never read, not even for a checksum: a randomisation
+                # list dropped into the landing folder by mistake must leave no trace of its content (a SHA-256 of
+                # a short allocation list can be brute-forced) in the blinded warehouse.
+                sha, size = UNREAD_SHA256, 0
                 outcome = FileOutcome(
                     file.relpath,
                     file.kind,
@@ -393,27 +408,21 @@ def load_family(
                     "(see docs/raw_exports.md for file names and layout)",
                 )
                 _record(con, report, file, sha, size, loaded_at, outcome, None)
-            elif _current_sha(con, file.relpath) == sha:
-                rows = con.execute("select n_rows from raw.current_files where path = ?", [file.relpath]).fetchone()[0]
-                _record(
-                    con,
-                    report,
-                    file,
-                    sha,
-                    size,
-                    loaded_at,
-                    FileOutcome(file.relpath, file.kind, "unchanged", rows),
-                    None,
-                )
             else:
-                try:
-                    rows, fmt = loader(con, file, sha, report.load_id)
-                except ContractViolation as exc:
-                    outcome = FileOutcome(file.relpath, file.kind, "rejected", reason=str(exc))
-                    _record(con, report, file, sha, size, loaded_at, outcome, None)
+                sha, size = sha256_of(file.path), file.path.stat().st_size
+                if _current_sha(con, file.relpath) == sha:
+                    rows = con.execute(
+                        "select n_rows from raw.current_files where path = ?", [file.relpath]
+                    ).fetchone()[0]
+                    outcome, fmt = FileOutcome(file.relpath, file.kind, "unchanged", rows), None
                 else:
-                    outcome = FileOutcome(file.relpath, file.kind, "loaded", rows)
-                    _record(con, report, file, sha, size, loaded_at, outcome, fmt)
+                    try:
+                        rows, fmt = loader(con, file, sha, report.load_id)
+                    except ContractViolation as exc:
+                        outcome, fmt = FileOutcome(file.relpath, file.kind, "rejected", reason=str(exc)), None
+                    else:
+                        outcome = FileOutcome(file.relpath, file.kind, "loaded", rows)
+                _record(con, report, file, sha, size, loaded_at, outcome, fmt)
             if on_file is not None:
                 on_file(report.outcomes[-1])
         report.current_rows = current_row_counts(con, FAMILY_TABLES[family])
