@@ -375,8 +375,7 @@ def _add_beta(sub: argparse._SubParsersAction) -> None:
 def cmd_beta(args: argparse.Namespace) -> int:
     import tempfile
 
-    from analysis import safe_csv
-    from analysis.microbiome.beta import beta_diversity, write_phylip
+    from analysis.microbiome.beta import beta_diversity, write_phylip, write_square_csv
 
     table = _read_table_or_exit(args)
     if table is None:
@@ -390,8 +389,8 @@ def cmd_beta(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="guttrial-beta-") as tmp:
         path = Path(tmp) / "out"
         try:
-            if args.csv:  # write_square_csv's layout, with formula-like sample ids neutralised
-                safe_csv.to_csv(dist.to_frame(), path, index_label="sample")
+            if args.csv:
+                write_square_csv(dist, path)
             else:
                 write_phylip(dist, path, lower_triangle=args.lt)
         except ValueError as exc:

@@ -66,7 +66,7 @@ def fake_section(monkeypatch: pytest.MonkeyPatch, name: str, figures) -> None:
 def test_csv_cells_that_could_be_formulas_are_neutralised() -> None:
     frame = pd.DataFrame(
         {
-            "=cmd": ['=HYPERLINK("x")', "+1", "-2 (text)", "@SUM(A1)", "\tx", "plain", None],
+            "=cmd": ['=HYPERLINK("x")', "+1+A1", "-2 (text)", "@SUM(A1)", "\tx", "plain", None],
             "number": [-1.5, 2.0, -3.0, 0.0, 1.0, np.nan, 4.0],
         }
     )
@@ -74,12 +74,13 @@ def test_csv_cells_that_could_be_formulas_are_neutralised() -> None:
     lines = text.splitlines()
     assert lines[0] == "'=cmd,number"
     assert lines[1].startswith('"\'=HYPERLINK(""x"")",-1.5')
-    assert lines[2] == "'+1,2.0"
+    assert lines[2] == "'+1+A1,2.0"
     assert lines[3] == "'-2 (text),-3.0"  # text is neutralised, the negative number stays a number
     assert lines[4] == "'@SUM(A1),0.0"
     assert lines[6] == "plain,"
     assert lines[7] == ",4.0"
     assert neutralise_cell("-") == "'-" and neutralise_cell(-1) == -1 and neutralise_cell("a=b") == "a=b"
+    assert neutralise_cell("+1") == "+1"  # a decimal literal is a number to a spreadsheet, not a formula
 
 
 def test_inline_svg_has_no_external_reference_and_prefixed_ids() -> None:

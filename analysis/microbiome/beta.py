@@ -40,6 +40,8 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.spatial.distance import squareform
 
+from analysis import safe_csv
+
 __all__ = [
     "DEFAULT_AITCHISON_PSEUDOCOUNT",
     "METRICS",
@@ -586,10 +588,12 @@ def write_phylip(
 
 
 def write_square_csv(distances: BetaDistances, path: str | Path, *, decimals: int | None = None) -> Path:
-    """Square CSV with a header row of ids and the ids as first column; full precision unless ``decimals``."""
+    """Square CSV with a header row of ids and the ids as first column; full precision unless ``decimals``.
+
+    Sample ids that a spreadsheet would run as a formula are neutralised (:mod:`analysis.safe_csv`)."""
     path = Path(path)
     float_format = None if decimals is None else f"%.{decimals}f"
-    distances.to_frame().to_csv(path, float_format=float_format, index_label="sample")
+    safe_csv.to_csv(distances.to_frame(), path, float_format=float_format, index_label="sample")
     return path
 
 

@@ -37,6 +37,7 @@ import pandas as pd
 
 from analysis.report.figure import ReportContext, ReportFigure, ReportTable
 from analysis.report.style import render
+from analysis.safe_csv import neutralise
 
 SECTION_TITLES: dict[str, str] = {
     "efficacy": "Efficacy",
@@ -45,7 +46,6 @@ SECTION_TITLES: dict[str, str] = {
     "metabolomics": "Metabolomics",
     "integration": "Microbiome-metabolome integration",
 }
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass
@@ -76,11 +76,8 @@ class ReportMeta:
 # ------------------------------------------------------------------------------------------------ CSV
 
 
-def neutralise_cell(value: Any) -> Any:
-    """A CSV cell safe to open in a spreadsheet: text starting with a formula character gets a leading ``'``."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return "'" + value
-    return value
+#: Report tables use the warehouse-wide CSV-injection rule.
+neutralise_cell = neutralise
 
 
 def safe_csv(frame: pd.DataFrame) -> str:
