@@ -57,14 +57,23 @@ class CrfForm:
     grain: str
     required: tuple[str, ...]
     optional: tuple[str, ...] = ()
-    #: Direct identifiers: loaded into ``raw`` (the EDC export is the record) but never into a mart.
+    #: Direct identifiers: required in the file (the agreed export), but their values are never stored, not even
+    #: in ``raw`` (the columns exist there and are always NULL; ``analysis.ingest.deidentify``).
     identifiers: tuple[str, ...] = ()
+    #: Columns the loader derives from the delivered values and stores in ``raw`` beside them (name -> SQL type);
+    #: not part of the file.
+    derived: dict[str, str] = field(default_factory=dict)
     #: Coded values as the EDC's data dictionary defines them (exports may vary in case and spacing).
     codelists: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def columns(self) -> tuple[str, ...]:
         return self.required + self.optional
+
+    @property
+    def raw_columns(self) -> tuple[str, ...]:
+        """Columns of the raw table besides lineage: the contract's, then the derived ones."""
+        return self.columns + tuple(self.derived)
 
     @property
     def raw_table(self) -> str:
@@ -81,6 +90,9 @@ CRF_FORMS: dict[str, CrfForm] = {
             (*CRF_KEY_COLUMNS, "MRN", "PATNAME", "INITIALS", "BRTHDTC", "SEX", "RFICDTC"),
             ("ETHNIC",),
             identifiers=("MRN", "PATNAME", "INITIALS", "BRTHDTC"),
+            # BRTHDTC is replaced at load by the age at informed consent (RFICDTC) in completed years, partial birth
+            # dates imputed (day missing -> 15th 'D', month missing -> 1 July 'M', year missing -> NULL 'Y').
+            derived={"AGE_AT_CONSENT": "INTEGER", "AGE_IMPUTATION_FLAG": "VARCHAR"},
             codelists={"SEX": ("M", "F")},
         ),
         CrfForm(
@@ -250,7 +262,7 @@ CRF_FORMS: dict[str, CrfForm] = {
     ]
 }
 
-#: Every direct identifier in the CRF; none may reach a mart, a report, a log or Data Docs.
+#: Every direct identifier in the CRF; no value of one is stored anywhere (raw included), logged or reported.
 DIRECT_IDENTIFIERS: tuple[str, ...] = tuple(c for f in CRF_FORMS.values() for c in f.identifiers)
 
 # ---------------------------------------------------------------------------------------------- sequencing

@@ -11,10 +11,12 @@ the next refresh from opening it for writing. Analysts therefore query ``<wareho
 2. it writes the run's audit (``orchestration.audit``: inputs, content hashes of every mart and analysis table,
    check results) into the working warehouse and checkpoints it, so the published copy carries its own audit;
 3. :func:`publish_copy` copies the warehouse into a temporary file in the same folder (``ATTACH`` + ``COPY FROM
-   DATABASE ... (SCHEMA)`` + one ``INSERT ... SELECT`` per table, all in one transaction), withholding the direct
-   identifiers the raw CRF carries (``raw.crf_dm`` MRN, name, initials, birth date become NULL: the copy is for
-   analysts, who never need them), fsyncs it, makes it read-only and ``os.replace``-s it over the published path
-   (atomic on POSIX), then fsyncs the folder.
+   DATABASE ... (SCHEMA)`` + one ``INSERT ... SELECT`` per table, all in one transaction), withholding any column
+   named as a direct identifier of the raw CRF (``raw.crf_dm`` MRN, name, initials, birth date are NULL in the
+   copy). Defensive only: the loader never stores their values (``analysis.ingest.deidentify``), so the columns are
+   already NULL; the check still covers a warehouse whose rows were blanked by an UPDATE (their old bytes may
+   linger in freed blocks of the working file, never in this copy). It fsyncs the copy, makes it read-only and
+   ``os.replace``-s it over the published path (atomic on POSIX), then fsyncs the folder.
 
 A reader that opens the published path sees either the previous complete copy or the new complete copy, never a
 half-written one; a reader that already holds the previous copy keeps reading it (its inode lives until closed),
@@ -73,7 +75,8 @@ class PublishResult:
 
 def identifier_columns(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, ...]]:
     """``raw.<table>`` -> its columns named as a direct identifier of the CRF contract (MRN, PATNAME, INITIALS,
-    BRTHDTC), in any raw table (an export may deliver one in an unexpected form)."""
+    BRTHDTC), in any raw table (an export may deliver one in an unexpected form). The loader stores none of their
+    values; publishing blanks them anyway (defence in depth)."""
     wanted = {c.upper() for c in contract.DIRECT_IDENTIFIERS}
     rows = con.execute(
         "select table_name, column_name from duckdb_columns() where database_name = current_database() "

@@ -51,9 +51,13 @@ def test_dbt_models_are_assets_downstream_of_the_raw_assets(graph) -> None:
     assert graph.get(dg.AssetKey(["intermediate", "int_subjects"])).group_name == "intermediate"
     # The raw loader and dbt models share keys: staging reads exactly what the raw multi-assets write.
     assert dg.AssetKey(["raw", "seq_counts"]) in graph.get(dg.AssetKey(["staging", "stg_seq__counts"])).parent_keys
-    # Ephemeral models are not assets; their parents are linked through.
+    # The birth-date model is gone (the loader derives the age; issue 9): int_subjects reads raw.crf_dm only
+    # through staging.
     assert "staging/stg_crf__dm_birth_dates" not in keys
-    assert dg.AssetKey(["raw", "crf_dm"]) in graph.get(dg.AssetKey(["intermediate", "int_subjects"])).parent_keys
+    assert graph.get(dg.AssetKey(["intermediate", "int_subjects"])).parent_keys == {
+        dg.AssetKey(["staging", "stg_crf__dm"]),
+        dg.AssetKey(["staging", "stg_crf__rand"]),
+    }
     # The arm model waits for the (unblinded-only) randomisation list.
     assert RANDOMISATION_LIST_KEY in graph.get(dg.AssetKey(["intermediate", "int_subjects__arm"])).parent_keys
     assert {k.path[0] for k in dbt_assets.dbt_model_assets().keys} == {"staging", "intermediate", "marts"}

@@ -127,14 +127,12 @@ def test_missing_markers_macro_is_the_contract_list() -> None:
 
 def test_no_packages_and_no_identifier_in_compiled_staging() -> None:
     assert not (DBT_PROJECT / "packages.yml").exists() and not (DBT_PROJECT / "dependencies.yml").exists()
-    # Only the ephemeral birth-date model (never written to the warehouse) may read BRTHDTC.
+    # No model reads a direct identifier: the loader never stores them (the age at consent replaces the birth date).
     for path in (DBT_PROJECT / "models").rglob("*.sql"):
         text = re.sub(r"--[^\n]*", "", path.read_text().lower())  # SQL comments may name them
-        for identifier in ("mrn", "patname", "initials"):
+        for identifier in ("mrn", "patname", "initials", "brthdtc"):
             assert not re.search(rf"\b{identifier}\b", text), (path.name, identifier)
-        if "brthdtc" in text:
-            assert path.name == "stg_crf__dm_birth_dates.sql"
-            assert "materialized='ephemeral'" in text
+    assert not list((DBT_PROJECT / "models").rglob("stg_crf__dm_birth_dates.sql"))
 
 
 def test_mart_not_null_constraints_are_enforced_and_not_duplicated_by_tests(empty_build: tuple[Path, Path]) -> None:

@@ -252,3 +252,154 @@ def test_extra_column_names_are_quoted_not_executed(tmp_path) -> None:
     columns = [r[0] for r in con.execute(query).fetchall()]
     assert hostile in columns
     assert con.execute(f'select "{hostile.replace(chr(34), chr(34) * 2)}" from raw.t').fetchone() == ("2",)
+
+
+# ---------------------------------------------------------------------------------------------- identifiers (issue 9)
+
+DM_HEADER = ",".join(DM.required)
+
+
+@pytest.mark.parametrize(
+    ("birth", "consent", "age", "flag"),
+    [
+        ("1960-03-15", "2024-03-15", 64, None),  # birthday on the consent day: the year is completed
+        ("1960-03-16", "2024-03-15", 63, None),  # birthday the day after consent
+        ("1960-02-29", "2024-02-28", 63, None),  # 29 Feb birth, leap consent year, day before the birthday
+        ("1960-02-29", "2024-02-29", 64, None),
+        ("1960-02-29", "2023-02-28", 62, None),  # non-leap year: the birthday is reached on 1 March
+        ("1960-02-29", "2023-03-01", 63, None),
+        ("1960-05-UN", "2024-05-14", 63, "D"),  # day missing -> 15 May 1960
+        ("UN/MAY/1960", "2024-05-15", 64, "D"),
+        ("1960-05", "2024-05-15", 64, "D"),
+        ("1960-UNK-UNK", "2024-06-30", 63, "M"),  # month missing -> 1 July 1960
+        ("1960", "2024-07-01", 64, "M"),
+        ("UNK/UNK/1960", "2024-07-01", 64, "M"),
+        ("UNK-05-15", "2024-07-01", None, "Y"),  # year missing -> no age
+        ("1960-02-30", "2024-07-01", None, "X"),  # not a date -> no age
+        ("ND", "2024-07-01", None, None),  # missing marker
+        ("", "2024-07-01", None, None),
+        (" 15/mar/1960 ", "2024-03-15", 64, None),  # as delivered: blanks and case
+        ("1960-03-15", "2024-03", 63, None),  # consent day missing -> 1 March (as staging imputes it)
+        ("1960-03-15", "2024", None, None),  # consent month missing -> no age
+        ("1960-03-15", "", None, None),
+    ],
+)
+def test_age_at_consent_imputes_partial_birth_dates(
+    birth: str, consent: str, age: int | None, flag: str | None
+) -> None:
+    import pandas as pd
+
+    from analysis.ingest.deidentify import age_at_consent
+
+    ages, flags = age_at_consent(pd.Series([birth, "1970-01-01"]), pd.Series([consent, "2024-01-01"]))
+    assert (None if pd.isna(ages[0]) else int(ages[0])) == age
+    assert flags[0] == flag
+    assert (ages[1], flags[1]) == (54, None)
+
+
+def test_dm_identifier_values_are_never_stored(landing: Path, tmp_path: Path) -> None:
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    load_family(con, landing, "crf", load_id="L1")
+    row = con.execute(
+        "select MRN, PATNAME, INITIALS, BRTHDTC, AGE_AT_CONSENT, AGE_IMPUTATION_FLAG, SEX, RFICDTC from raw.crf_dm"
+    ).fetchall()
+    assert row == [(None, None, None, None, 64, None, "M", "2024-02-01")]
+    types = dict(
+        con.execute(
+            "select column_name, data_type from information_schema.columns where table_name = 'crf_dm'"
+        ).fetchall()
+    )
+    assert types["AGE_AT_CONSENT"] == "INTEGER" and types["MRN"] == "VARCHAR"  # the contract's columns stay
+    dump = str(con.execute("select * from raw.crf_dm").fetchall()) + str(
+        con.execute("select * from raw.load_manifest").fetchall()
+    )
+    for value in ("12345", "Li Wei", "'LW'", "1960-01-01"):
+        assert value not in dump
+
+
+def test_identifier_columns_are_still_required(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "dm.csv", "STUDYID,SITEID,SUBJID,MRN,PATNAME,INITIALS,SEX,RFICDTC\nA,1,2,3,N,I,M,2024-01-01\n"
+    )
+    error = rejection(path, DM)
+    assert error.column == "BRTHDTC" and "missing required column" in error.problem
+
+
+@pytest.mark.parametrize(
+    ("birth", "problem"),
+    [("2024-03-01", "after informed consent"), ("1900-01-01", "above 120 years")],
+)
+def test_impossible_age_rejects_the_file_naming_row_and_column(
+    landing: Path, tmp_path: Path, birth: str, problem: str
+) -> None:
+    write(
+        landing / "crf" / "dm.csv.gz",
+        f"{DM_HEADER}\nHCC,01,001,12345,Li Wei,LW,1960-01-01,M,2024-02-01\n"
+        f"HCC,01,002,67890,Zhang San,ZS,{birth},F,2024-02-01\n",
+    )
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    report = load_family(con, landing, "crf", load_id="L1")
+    assert {o.path: o.status for o in report.outcomes} == {"crf/dm.csv.gz": "rejected", "crf/rand.csv": "loaded"}
+    reason = report.rejected[0].reason or ""
+    assert reason.startswith("crf/dm.csv.gz, row 3, column 'BRTHDTC': ") and problem in reason
+    assert birth not in reason and "67890" not in reason  # the reason is stored and printed: no identifier
+    assert con.execute("select count(*) from raw.crf_dm").fetchone() == (0,)
+
+
+def _old_warehouse(path: Path, landing: Path) -> None:
+    """A warehouse loaded before issue 9: raw.crf_dm without the derived columns, holding the identifiers."""
+    from analysis.ingest.landing import sha256_of
+
+    with duckdb.connect(str(path)) as con:
+        con.execute("create schema raw")
+        columns = ", ".join(f'"{c}" varchar' for c in DM.columns)
+        con.execute(
+            f"create table raw.crf_dm ({columns}, _source_file varchar, _row_number bigint, _file_sha256 varchar, "
+            "_load_id varchar)"
+        )
+        sha = sha256_of(landing / "crf" / "dm.csv.gz")
+        con.execute(
+            "insert into raw.crf_dm by name select 'HCC' as STUDYID, '01' as SITEID, '001' as SUBJID, '12345' as MRN, "
+            "'Li Wei' as PATNAME, 'LW' as INITIALS, '1960-05-UN' as BRTHDTC, 'M' as SEX, '2024-02-01' as RFICDTC, "
+            "'crf/dm.csv.gz' as _source_file, 2 as _row_number, ? as _file_sha256, 'L0' as _load_id",
+            [sha],
+        )
+        from analysis.ingest.raw_schema import ensure_raw_schema
+
+        ensure_raw_schema(con)  # creates the other tables; raw.crf_dm exists, so it keeps its old columns
+        con.execute(
+            "insert into raw.load_manifest values ('L0', 'crf', 'crf/dm.csv.gz', ?, 1, 1, 'csv', null, "
+            "timestamp '2024-06-01 00:00:00', 'loaded', null)",
+            [sha],
+        )
+
+
+def test_an_older_warehouse_is_scrubbed_in_the_load_transaction(
+    landing: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    warehouse = tmp_path / "old.duckdb"
+    _old_warehouse(warehouse, landing)
+    query = "select MRN, PATNAME, INITIALS, BRTHDTC, AGE_AT_CONSENT, AGE_IMPUTATION_FLAG, _load_id from raw.crf_dm"
+    from analysis.ingest import loader
+
+    # A load that fails after the scrub rolls it back with everything else.
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    with duckdb.connect(str(warehouse)) as con, monkeypatch.context() as patch:
+        patch.setattr(loader, "_insert_frame", broken)
+        with pytest.raises(OSError):
+            load_family(con, landing, "crf", load_id="L1")
+        assert con.execute("select MRN, BRTHDTC from raw.crf_dm").fetchall() == [("12345", "1960-05-UN")]
+    with duckdb.connect(str(warehouse)) as con:
+        report = load_family(con, landing, "crf", load_id="L2")
+        assert {o.path: o.status for o in report.outcomes}["crf/dm.csv.gz"] == "unchanged"
+        # The old row is blanked, its age derived first (birth day missing -> 15 May 1960: 63 on 1 Feb 2024).
+        assert con.execute(query).fetchall() == [(None, None, None, None, 63, "D", "L0")]
+        types = dict(
+            con.execute(
+                "select column_name, data_type from information_schema.columns where table_name = 'crf_dm'"
+            ).fetchall()
+        )
+        assert types["AGE_AT_CONSENT"] == "INTEGER"
+        assert load_family(con, landing, "crf", load_id="L3").count("unchanged") == 2  # nothing left to scrub

@@ -354,14 +354,24 @@ def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def test_no_direct_identifier_leaves_raw(con) -> None:
-    identifiers = df(
-        con,
-        "select trim(MRN) as mrn, trim(PATNAME) as name, trim(INITIALS) as initials, "
-        "trim(BRTHDTC) as brthdtc, SUBJID from raw.crf_dm",
+def test_no_direct_identifier_in_any_schema(con, demo: DemoWarehouse) -> None:
+    # The values as delivered (the loader stores none of them: raw.crf_dm's identifier columns are NULL).
+    (dm_file,) = (demo.landing / "crf").glob("dm*.csv*")
+    delivered = pd.read_csv(dm_file, dtype=str, keep_default_na=False)
+    identifiers = pd.DataFrame(
+        {
+            "mrn": delivered["MRN"].str.strip(),
+            "name": delivered["PATNAME"].str.strip(),
+            "initials": delivered["INITIALS"].str.strip(),
+            "brthdtc": delivered["BRTHDTC"].str.strip(),
+            "SUBJID": delivered["SUBJID"],
+        }
     )
+    stored = df(con, "select count(MRN) + count(PATNAME) + count(INITIALS) + count(BRTHDTC) as n from raw.crf_dm")
+    assert stored["n"].tolist() == [0]
     forbidden = sorted(
         {v.upper() for v in pd.concat([identifiers["mrn"], identifiers["name"], identifiers["brthdtc"]])}
+        - {"", "ND", "NA", "N/A", "UNK", "NK", "NOT DONE"}  # missing markers are raw cells, not identifiers
     )
     birth_dates = sorted(set(pd.to_datetime(identifiers["brthdtc"], errors="coerce").dt.date.dropna()))
     initials = pd.DataFrame(
@@ -373,13 +383,14 @@ def test_no_direct_identifier_leaves_raw(con) -> None:
     con.register("_initials", initials)
     con.register("_forbidden", pd.DataFrame({"value": forbidden}))
     con.register("_birth_dates", pd.DataFrame({"value": pd.to_datetime(pd.Series(birth_dates)).dt.date}))
-    tables = _tables(con, ("staging", "intermediate", "marts", "analysis"))
+    tables = _tables(con, ("raw", "staging", "intermediate", "marts", "analysis"))
     assert tables
     for schema, table in tables:
         columns = _columns(con, schema, table)
         names = {c.upper() for c, _ in columns}
-        assert not names & {"MRN", "PATNAME", "INITIALS", "BRTHDTC"}, (schema, table)
-        assert not [c for c in names if "BIRTH" in c or "BRTH" in c], (schema, table)
+        if (schema, table) != ("raw", "crf_dm"):  # the contract's (always NULL) identifier columns, checked above
+            assert not names & {"MRN", "PATNAME", "INITIALS", "BRTHDTC"}, (schema, table)
+            assert not [c for c in names if "BIRTH" in c or "BRTH" in c], (schema, table)
         # One scan per relation: per column, the number of identifier values, of birth dates and (for tables
         # keyed by subject) of values equal to that subject's initials.
         probes: list[str] = []

@@ -107,8 +107,10 @@ def _column_ddl(columns: dict[str, str]) -> str:
 
 
 def crf_columns(form: contract.CrfForm) -> dict[str, str]:
-    # CRF values stay text exactly as delivered: typing and cleaning are staging's job.
-    return {column: "VARCHAR" for column in form.columns}
+    # CRF values stay text exactly as delivered (typing and cleaning are staging's job), except the columns the
+    # loader derives (``form.derived``, e.g. dm's age at consent replacing the birth date), typed as declared.
+    # Identifier columns exist but are always NULL (``analysis.ingest.deidentify``).
+    return {**{column: "VARCHAR" for column in form.columns}, **form.derived}
 
 
 def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:

@@ -33,8 +33,10 @@ def _form_section(form: contract.CrfForm) -> list[str]:
     ]
     for column in form.columns:
         required = "yes" if column in form.required else "optional"
-        ident = "**yes: never in a mart**" if column in form.identifiers else ""
+        ident = "**yes: value never stored** (NULL in raw)" if column in form.identifiers else ""
         lines.append(f"| `{column}` | {required} | {ident} | {_code_list(form.codelists.get(column, ()))} |")
+    for column, dtype in form.derived.items():
+        lines.append(f"| `{column}` | not in the file: derived by the loader ({dtype}) |  |  |")
     lines.append("")
     return lines
 
@@ -59,8 +61,8 @@ def render_contract_markdown() -> str:
     for form in contract.CRF_FORMS.values():
         out += _form_section(form)
     out += [
-        "Direct identifiers (loaded into `raw`, never into a mart, report, log or Data Docs): "
-        f"{_code_list(contract.DIRECT_IDENTIFIERS)}.",
+        "Direct identifiers (required in the file, but their values are never stored, not even in `raw`, and never "
+        f"reach a mart, report, log or Data Docs): {_code_list(contract.DIRECT_IDENTIFIERS)}.",
         "",
         "Missing-value markers (kept as delivered in `raw`, NULL from staging on): "
         + ", ".join(f"`{m}`" if m else "the empty cell" for m in contract.MISSING_MARKERS)

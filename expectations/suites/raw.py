@@ -19,8 +19,9 @@ its version, ``raw.current_files.loaded_at``) or before the study started (:data
 block. The cut-off is checked where it applies: marts and analysis suites verify nothing after it reached
 them.
 
-The suites never look at direct identifiers (MRN, name, initials, birth date); the runner also redacts
-their values before validation, so they cannot appear in Data Docs.
+The suites never look at direct identifiers (MRN, name, initials, birth date): the loader does not store their
+values (``analysis.ingest.deidentify``), and the runner still redacts any it would find before validation, so
+they cannot appear in Data Docs.
 """
 
 from __future__ import annotations
@@ -220,7 +221,7 @@ def _crf_suite(form: contract.CrfForm) -> SuiteSpec:
         exps: list[Any] = [
             # Schema: exactly the contract's columns plus lineage (and the rule columns this query adds).
             gxe.ExpectTableColumnsToMatchSet(
-                column_set=[*form.columns, *lineage, "_delivered_on", "_subject", *_check_columns(form)],
+                column_set=[*form.raw_columns, *lineage, "_delivered_on", "_subject", *_check_columns(form)],
                 exact_match=True,
             ),
             gxe.ExpectColumnValuesToMatchRegex(
@@ -246,6 +247,18 @@ def _crf_suite(form: contract.CrfForm) -> SuiteSpec:
                 )
                 for column, (core, what) in NUMERIC_FIELDS.get(form.code, {}).items()
             ],
+            *(
+                [
+                    gxe.ExpectColumnValuesToBeBetween(
+                        column="AGE_AT_CONSENT",
+                        min_value=0,
+                        max_value=120,
+                        description="Age at informed consent (derived by the loader) is 0-120 years (or missing)",
+                    )
+                ]
+                if "AGE_AT_CONSENT" in form.derived
+                else []
+            ),
             _rule(
                 gxe,
                 "check_dates",

@@ -1,5 +1,8 @@
--- One row per randomised patient: randomisation, demographics and age at randomisation. The birth date comes
--- from the ephemeral stg_crf__dm_birth_dates and is not kept: only the age in completed years leaves here.
+-- One row per randomised patient: randomisation, demographics and age. The age is the age at informed consent in
+-- completed years (SDTM DM.AGE may be derived at informed consent, RFICDTC), computed by the raw loader: the
+-- warehouse never holds a birth date (analysis/ingest/deidentify.py). Until issue 9 it was the age at
+-- randomisation, derived here from the birth date; consent is 1-4 weeks before randomisation, so a patient whose
+-- birthday falls in between is one year younger than before.
 with randomisations as (
     select
         subject_id,
@@ -24,12 +27,10 @@ demographics as (
         sex,
         ethnic,
         informed_consent_date,
+        age_at_consent,
+        age_imputation_flag,
         row_number() over (partition by subject_id order by _source_file, _row_number) as record_rank
     from {{ ref('stg_crf__dm') }}
-),
-
-birth_dates as (
-    select subject_id, birth_date, birth_date_flag from {{ ref('stg_crf__dm_birth_dates') }}
 )
 
 select
@@ -44,12 +45,10 @@ select
     d.sex,
     d.ethnic,
     d.informed_consent_date,
-    cast({{ age_in_years('b.birth_date', 'r.randomisation_date') }} as {{ dbt.type_int() }}) as age_years,
-    b.birth_date_flag as age_imputation_flag
+    d.age_at_consent as age_years,
+    d.age_imputation_flag
 from randomisations as r
 left join demographics as d
     on r.subject_id = d.subject_id
     and d.record_rank = 1
-left join birth_dates as b
-    on r.subject_id = b.subject_id
 where r.record_rank = 1

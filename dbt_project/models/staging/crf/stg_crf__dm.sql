@@ -1,5 +1,7 @@
--- Demographics without direct identifiers: MRN, PATNAME, INITIALS and BRTHDTC are not selected here (the birth
--- date is read only by the ephemeral stg_crf__dm_birth_dates, which is never written to the warehouse).
+-- Demographics without direct identifiers. The loader never stores MRN, PATNAME, INITIALS or BRTHDTC (their raw
+-- columns are always NULL, and none is selected here): it replaces the birth date by the age at informed consent
+-- in completed years (AGE_AT_CONSENT) and the birth date's imputation flag (AGE_IMPUTATION_FLAG),
+-- analysis/ingest/deidentify.py.
 with source as (
     {{ current_rows(source('raw', 'crf_dm')) }}
 ),
@@ -13,6 +15,8 @@ parsed as (
         {{ clean_code('sex') }} as sex,
         {{ clean_code('ethnic') }} as ethnic,
         {{ dtc_parts('rficdtc', 'informed_consent') }},
+        cast(age_at_consent as {{ dbt.type_int() }}) as age_at_consent,
+        {{ clean_code('age_imputation_flag') }} as age_imputation_flag,
         _source_file, _row_number, _file_sha256, _load_id
     from source
 ),
@@ -25,4 +29,5 @@ cleaned as (
 )
 
 {{ deduplicate('cleaned', ['subject_id', 'study_id', 'site_id', 'subjid', 'sex', 'ethnic',
-    'informed_consent_dtc', 'informed_consent_date', 'informed_consent_date_flag']) }}
+    'informed_consent_dtc', 'informed_consent_date', 'informed_consent_date_flag', 'age_at_consent',
+    'age_imputation_flag']) }}
