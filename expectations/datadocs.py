@@ -168,7 +168,9 @@ def runs(entries: list[dict]) -> list[tuple[str, list[dict]]]:
     grouped: dict[str, list[dict]] = defaultdict(list)
     for item in entries:
         grouped[item["run"]].append(item)
-    return sorted(grouped.items(), key=lambda kv: min(e["validated_at"] for e in kv[1]), reverse=True)
+    # Times are kept to the second: of two runs started in the same second, the one the ledger met later is newer.
+    order = {run: i for i, run in enumerate(grouped)}
+    return sorted(grouped.items(), key=lambda kv: (min(e["validated_at"] for e in kv[1]), order[kv[0]]), reverse=True)
 
 
 def _counts(items: list[dict]) -> dict[str, int]:

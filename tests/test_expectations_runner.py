@@ -70,6 +70,134 @@ def test_failures_carry_severity_columns_and_every_offending_row(tmp_path: Path)
     assert runner.validate(_lab_suite(), LABS.assign(value=1.0, unit="g/L"), run_name="run-1").status == "passed"
 
 
+#: Edge cases for the pre-screen: nulls of every kind, nullable integers, dates, booleans, duplicates, text.
+EDGES = pd.DataFrame(
+    {
+        "i": pd.array([1, 2, None, 4], dtype="Int64"),
+        "f": [0.5, float("nan"), 2.0, 3.0],
+        "n": [1, 2, 3, 4],
+        "d": pd.to_datetime(["2024-01-01", None, "2024-03-01", "2024-12-31"]),
+        "s": ["a", None, "b", " A "],
+        "b": [True, True, None, True],
+        "k1": ["x", "x", "y", None],
+        "k2": [1, 2, 1, None],
+        "none": [None, None, None, None],
+    }
+)
+
+
+def _edge_suite() -> SuiteSpec:
+    def build() -> list[Any]:
+        import great_expectations.expectations as gxe
+
+        low, high = dt.datetime(2024, 1, 1), dt.datetime(2024, 12, 31)
+        cases: list[Any] = []
+        for column in ("i", "f", "n", "d", "s", "b", "none", "missing"):
+            cases += [
+                gxe.ExpectColumnValuesToNotBeNull(column=column),
+                gxe.ExpectColumnValuesToBeNull(column=column),
+                gxe.ExpectColumnValuesToBeUnique(column=column),
+                gxe.ExpectColumnValuesToBeInSet(column=column, value_set=[1, 2, 4, "a", "b", True]),
+                gxe.ExpectColumnValuesToNotBeInSet(column=column, value_set=[3, "c"]),
+                gxe.ExpectColumnValuesToMatchRegex(column=column, regex=r"^[ab1-4]"),
+            ]
+        for column, bounds in (("i", (1, 4)), ("f", (0.5, 3.0)), ("n", (2, None)), ("d", (low, high))):
+            for strict in (False, True):
+                cases.append(
+                    gxe.ExpectColumnValuesToBeBetween(
+                        column=column, min_value=bounds[0], max_value=bounds[1], strict_min=strict, strict_max=strict
+                    )
+                )
+        cases += [
+            gxe.ExpectColumnValuesToBeBetween(column="d", min_value=dt.date(2024, 1, 1)),
+            gxe.ExpectColumnValuesToBeNull(column="f", mostly=0.2),
+            gxe.ExpectTableColumnsToMatchSet(column_set=list(EDGES.columns), exact_match=True),
+            gxe.ExpectTableColumnsToMatchSet(column_set=["i", "f"], exact_match=False),
+            gxe.ExpectTableColumnsToMatchSet(column_set=["i", "f"], exact_match=True),
+            gxe.ExpectTableColumnsToMatchSet(column_set=["i", "missing"], exact_match=False),
+            gxe.ExpectTableRowCountToEqual(value=4),
+            gxe.ExpectTableRowCountToEqual(value=5),
+        ]
+        for columns in (["k1", "k2"], ["n", "k1"], ["none", "k1"], ["k1", "missing"]):
+            for ignore in ("all_values_are_missing", "any_value_is_missing", "never"):
+                cases.append(gxe.ExpectCompoundColumnsToBeUnique(column_list=columns, ignore_row_if=ignore))
+        for a, b in (("n", "i"), ("i", "n"), ("f", "n"), ("n", "k2"), ("d", "d")):
+            for ignore in ("either_value_is_missing", "both_values_are_missing", "neither"):
+                for or_equal in (True, False):
+                    cases.append(
+                        gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+                            column_A=a, column_B=b, or_equal=or_equal, ignore_row_if=ignore
+                        )
+                    )
+        return cases
+
+    return SuiteSpec("staging.edges_test", "select 1", build)
+
+
+@pytest.mark.parametrize("rows", [slice(None), slice(0, 0), slice(0, 1), slice(2, 4)])
+def test_the_pre_screen_gives_exactly_gx_s_own_results(tmp_path: Path, rows: slice) -> None:
+    """Expectations the runner proves to hold without GX get the very result GX gives them; all others, GX's."""
+    from expectations import _gx_speed
+
+    frame = EDGES.iloc[rows].reset_index(drop=True)
+    runner = QualityRunner(tmp_path / "quality")
+    suite = runner._suite(_edge_suite())
+    batch = runner._batch_definition().get_batch(batch_parameters={"dataframe": frame})
+    plain = batch.validate(suite, result_format={"result_format": "BOOLEAN_ONLY"})
+    with _gx_speed.cached_configurations():
+        fast = runner._first_pass(suite, batch, frame)
+    proven = _gx_speed.proven_passes([e.configuration for e in suite.expectations], frame)
+    assert proven  # the pre-screen does prove something on every frame (at least the column sets)
+    expected = {r.expectation_config.id: r.to_json_dict() for r in plain.results}
+    assert {r.expectation_config.id: r.to_json_dict() for r in fast.results} == expected
+    assert all(expected[i]["success"] for i in proven)
+    assert (fast.success, fast.statistics) == (plain.success, plain.statistics)
+    assert [r.expectation_config.id for r in fast.results] == [e.id for e in suite.expectations]
+    _same_suite_result(fast, plain)
+
+    # A suite whose every expectation is proven: GX is not called at all, the suite result is the one it builds.
+    held = [e for e in suite.expectations if e.id in proven]
+    only = runner._suite(
+        SuiteSpec("staging.proven_test", "select 1", lambda: [e.copy(update={"id": None}) for e in held])
+    )
+    plain = batch.validate(only, result_format={"result_format": "BOOLEAN_ONLY"})
+    with _gx_speed.cached_configurations():
+        fast = runner._first_pass(only, batch, frame)
+    assert plain.success and fast.success and fast.statistics == plain.statistics
+    expected = {r.expectation_config.id: r.to_json_dict() for r in plain.results}
+    assert {r.expectation_config.id: r.to_json_dict() for r in fast.results} == expected
+    _same_suite_result(fast, plain)
+
+
+def _same_suite_result(fast: Any, plain: Any) -> None:
+    """The suite-level parts of two results agree (but the time GX loaded the batch)."""
+
+    def strip(result: Any) -> dict[str, Any]:
+        data = {k: v for k, v in result.to_json_dict().items() if k != "results"}
+        data["meta"]["batch_markers"].pop("ge_load_time")
+        return data
+
+    assert strip(fast) == strip(plain)
+
+
+@pytest.mark.parametrize("where", ["", "where n > 1", "where false"])
+def test_tables_are_read_as_duckdb_s_own_dataframes(where: str) -> None:
+    from expectations.runner import read_frame
+
+    con = duckdb.connect()
+    con.execute("create type mood as enum ('ok', 'bad')")
+    con.execute(
+        "create table t as select * from (values "
+        "(1, 'a', null::varchar, 1.5, date '2024-01-02', timestamp '2024-01-02 03:04:05', true, 'ok'::mood, "
+        "10::hugeint), "
+        "(2, null, null, null, null, null, null, null, null), "
+        "(3, 'c', null, 2.5, date '2024-03-04', null, false, 'bad', 20)) v(n, s, empty, x, d, ts, b, m, h)"
+    )
+    for query in (f"select * exclude (m) from t {where}", f"select * from t {where}", f"select n, x from t {where}"):
+        expected = con.execute(query).df()
+        pd.testing.assert_frame_equal(read_frame(con, query), expected, check_exact=True)
+
+
 def test_data_docs_pages_index_and_history(tmp_path: Path) -> None:
     runner = QualityRunner(tmp_path / "quality")
     first = runner.validate(_lab_suite(), LABS, run_name="run-1")
@@ -95,6 +223,12 @@ def test_data_docs_pages_index_and_history(tmp_path: Path) -> None:
     runner.build_docs([again], layer="staging")
     assert {e["run"]: e["status"] for e in datadocs.read_ledger(index.parent)} == {"run-1": "failed", "run-2": "passed"}
     assert (index.parent / "runs" / "run-1.html").exists()
+
+
+def test_of_two_runs_in_the_same_second_the_later_is_the_latest() -> None:
+    at = "2026-01-01T00:00:00+00:00"
+    entries = [{"run": run, "suite": "raw.x", "validated_at": at} for run in ("run-1", "run-2", "run-1")]
+    assert [run for run, _ in datadocs.runs(entries)] == ["run-2", "run-1"]
 
 
 def test_identifiers_are_redacted_and_arms_masked_when_blinded() -> None:

@@ -396,7 +396,9 @@ def _omics() -> list[SuiteSpec]:
             lambda gxe: [
                 *_unique(gxe, "batch_id", "_source_file"),
                 gxe.ExpectColumnValuesToNotBeNull(column="newick_sha256"),
-                gxe.ExpectColumnValuesToBeBetween(column="n_tips", min_value=2, description="A tree has at least 2 tips"),
+                gxe.ExpectColumnValuesToBeBetween(
+                    column="n_tips", min_value=2, description="A tree has at least 2 tips"
+                ),
                 _in_set(gxe, "rooted", ("Y", "N"), "Rooted"),
                 _duplicates(gxe),
             ],

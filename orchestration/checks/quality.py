@@ -41,7 +41,7 @@ import dagster as dg
 import duckdb
 
 from expectations import QualityRunner, SuiteSpec, quarantine
-from expectations.runner import ValidationSummary
+from expectations.runner import ValidationSummary, read_frame
 from expectations.suites import raw_suites, staging_suites
 from orchestration.assets.raw import DUCKDB_POOL
 from orchestration.resources import TrialSettings
@@ -140,7 +140,7 @@ def _validate(
             if blinded and spec.restricted:
                 continue
             try:
-                frame = con.execute(spec.query).df()
+                frame = read_frame(con, spec.query)
             except duckdb.CatalogException as error:
                 # A missing table: its asset dropped it on purpose (e.g. the microbiome tables of a trial without
                 # sequencing data) or never wrote it; reported, not blocking.
