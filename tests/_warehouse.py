@@ -233,6 +233,80 @@ def full_demo_warehouse(tmp_path_factory: pytest.TempPathFactory, *, unblinded: 
     return FullWarehouse(demo, warehouse, unblinded, built)
 
 
+#: The unblinded trial of the end-to-end endpoint and microbiome tests: enough patients for the simulated effects
+#: (PFS hazard ratio, differential genera) to come out.
+UNBLINDED_TRIAL_PATIENTS = 120
+#: Rarefaction iterations of its microbiome assets (GUTTRIAL_MICROBIOME_ITERATIONS; real runs: 1,000).
+UNBLINDED_TRIAL_ITERATIONS = 50
+#: Asset groups it builds: the clinical path (raw -> dbt, all layers -> endpoints) and the microbiome analyses;
+#: metabolomics and the report are tested on the smaller shared warehouses.
+UNBLINDED_TRIAL_GROUPS = ("raw", "restricted", "staging", "intermediate", "marts", "endpoints", "microbiome")
+
+
+@dataclass(frozen=True)
+class UnblindedTrial:
+    """A seeded trial built unblinded in-process (see :func:`unblinded_trial`)."""
+
+    out_dir: Path
+    warehouse: Path
+    #: step key -> seconds of the build
+    step_seconds: dict[str, float]
+
+    @property
+    def truth(self) -> Path:
+        return self.out_dir / "truth"
+
+    @property
+    def randomisation_list(self) -> Path:
+        return self.out_dir / "unblinding" / "randomisation_list.csv"
+
+
+def _build_unblinded(landing: Path, warehouse: Path, randomisation_list: Path) -> dict[str, float]:
+    """The ``refresh_all`` job in-process, unblinded, restricted to :data:`UNBLINDED_TRIAL_GROUPS`. Returns the
+    step durations (s)."""
+    import dagster as dg
+
+    from orchestration import resources as res
+    from orchestration.assets.microbiome import ENV_ITERATIONS
+    from orchestration.definitions import REFRESH_JOB, defs
+
+    with pytest.MonkeyPatch.context() as mp:
+        # Settings resolve from GUTTRIAL_* at run time, as under `guttrial build --unblinded`.
+        mp.setenv(res.ENV_LANDING, str(landing))
+        mp.setenv(res.ENV_WAREHOUSE, str(warehouse))
+        mp.setenv(res.ENV_CUTOFF, "")
+        mp.setenv(res.ENV_UNBLINDED, "true")
+        mp.setenv(res.ENV_RANDOMISATION_LIST, str(randomisation_list))
+        mp.setenv(ENV_ITERATIONS, str(UNBLINDED_TRIAL_ITERATIONS))
+        mp.delenv("DAGSTER_HOME", raising=False)
+        selection = dg.AssetSelection.groups(*UNBLINDED_TRIAL_GROUPS).resolve(defs.resolve_asset_graph())
+        result = defs.resolve_job_def(REFRESH_JOB).execute_in_process(
+            instance=dg.DagsterInstance.ephemeral(),
+            raise_on_error=False,
+            asset_selection=list(selection),
+            run_config={"loggers": {"progress": {"config": {"quiet": True}}}},
+        )
+    failures = [str(e.event_specific_data.error)[-3000:] for e in result.get_step_failure_events()]
+    assert result.success, "unblinded build failed:\n" + "\n".join(failures)
+    return {e.step_key: e.event_specific_data.duration_ms / 1000 for e in result.get_step_success_events()}
+
+
+def unblinded_trial(tmp_path_factory: pytest.TempPathFactory) -> UnblindedTrial:
+    """A :data:`UNBLINDED_TRIAL_PATIENTS`-patient seeded trial built unblinded (clinical path and microbiome), once
+    per test session and shared by the modules and xdist workers that need it (file lock). Read-only."""
+    from analysis.simulation import generate_trial
+
+    shared = _session_folder(tmp_path_factory, "guttrial_unblinded_trial")
+    out_dir, warehouse, record = shared / "demo", shared / "warehouse_unblinded.duckdb", shared / "build.json"
+    with open(shared / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not record.exists():
+            generate_trial(out_dir, n_patients=UNBLINDED_TRIAL_PATIENTS, seed=SEED, overwrite=True)
+            steps = _build_unblinded(out_dir / "landing", warehouse, out_dir / "unblinding" / "randomisation_list.csv")
+            record.write_text(json.dumps(steps))
+    return UnblindedTrial(out_dir, warehouse, json.loads(record.read_text()))
+
+
 def dbt_command(
     args: list[str], warehouse: Path, target: Path, extra_env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:

@@ -231,67 +231,52 @@ def test_pools_keep_one_duckdb_writer() -> None:
 
 # ------------------------------------------------------------------------------------------------ whole graph
 
-N_SMALL_TRIAL = 20
-
 
 @pytest.mark.slow
-def test_whole_graph_materialises_in_process_on_a_small_trial(
-    tmp_path: Path, clean_env: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import time
+def test_whole_graph_materialises_in_process_on_a_small_trial(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every asset of the definitions materialises in one in-process run of ``refresh_all`` on a small trial.
 
-    from analysis.simulation import generate_trial
+    The run is the test session's reference build (``tests/_reliability.py``: ``guttrial build`` on a 20-patient
+    trial, which executes the job in process with ``execute_in_process`` and records it in its own
+    ``DAGSTER_HOME``), read back from that instance's event log: the whole graph is built once per test session,
+    not once per module."""
+    from _reliability import N_PATIENTS, reference_build
+
     from orchestration.definitions import REFRESH_JOB, defs
 
-    monkeypatch.setenv("GUTTRIAL_MICROBIOME_ITERATIONS", "10")
-    summary = generate_trial(tmp_path / "trial", n_patients=N_SMALL_TRIAL, seed=20240501)
-    warehouse = tmp_path / "warehouse.duckdb"
-    # Through run config, as a user sets them in the launchpad.
-    run_config = {
-        "resources": {
-            "settings": {
-                "config": {
-                    "landing_dir": str(tmp_path / "trial" / "landing"),
-                    "warehouse_path": str(warehouse),
-                    "cutoff_date": "",
-                    "unblinded": "false",
-                }
-            }
-        },
-        "loggers": {"progress": {"config": {"quiet": True}}},
-    }
-    started = time.perf_counter()
-    result = defs.resolve_job_def(REFRESH_JOB).execute_in_process(
-        run_config=run_config, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
-    )
-    seconds = time.perf_counter() - started
-    failures = [str(e.event_specific_data.error)[-2000:] for e in result.get_step_failure_events()]
-    assert result.success, "\n".join(failures)
-    print(f"whole graph on {N_SMALL_TRIAL} patients: {seconds:.1f} s")
+    reference = reference_build(tmp_path_factory)
+    warehouse = reference.warehouse
+    with dg.DagsterInstance.from_config(str(reference.dagster_home)) as instance:
+        runs = [r for r in instance.get_runs() if r.job_name == REFRESH_JOB]
+        run = min(runs, key=lambda r: instance.get_run_record_by_id(r.run_id).create_timestamp)
+        assert run.status == dg.DagsterRunStatus.SUCCESS
+        events = [e.dagster_event for e in instance.all_logs(run.run_id) if e.dagster_event is not None]
 
-    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    def of_type(kind: str) -> list:
+        return [e for e in events if e.event_type_value == kind]
+
+    materializations = of_type("ASSET_MATERIALIZATION")
+    materialized = {e.asset_key for e in materializations}
     assert materialized == set(defs.resolve_asset_graph().materializable_asset_keys)
     failed_errors = [
-        f"{e.asset_key.to_user_string()}:{e.check_name}"
-        for e in result.get_asset_check_evaluations()
-        if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR
+        f"{c.asset_key.to_user_string()}:{c.check_name}"
+        for c in (e.event_specific_data for e in of_type("ASSET_CHECK_EVALUATION"))
+        if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR
     ]
     assert failed_errors == []
 
-    meta = {
-        e.asset_key.to_user_string(): e.event_specific_data.materialization.metadata
-        for e in result.get_asset_materialization_events()
-    }
+    meta = {e.asset_key.to_user_string(): e.event_specific_data.materialization.metadata for e in materializations}
     # Each loader records what raw.current_files holds for its family.
     observed = [
         e.event_specific_data.asset_observation.metadata
-        for e in result.get_asset_observation_events()
+        for e in of_type("ASSET_OBSERVATION")
         if e.asset_key == dg.AssetKey(["raw", "current_files"])
     ]
+    n_landing_files = sum(1 for f in reference.landing.rglob("*") if f.is_file())
     assert sorted(o["family"].value for o in observed) == ["crf", "metabolomics", "sequencing"]
-    assert sum(o["current files"].value for o in observed) == summary.n_landing_files
-    assert sum(o["loaded by this load"].value for o in observed) == summary.n_landing_files
-    assert meta["raw/crf_dm"]["dagster/row_count"].value == N_SMALL_TRIAL
+    assert sum(o["current files"].value for o in observed) == n_landing_files
+    assert sum(o["loaded by this load"].value for o in observed) == n_landing_files
+    assert meta["raw/crf_dm"]["dagster/row_count"].value == N_PATIENTS
     assert "MRN" not in str(meta["raw/crf_dm"])  # raw rows (direct identifiers) are never previewed
     # Every table Python writes reports its row count (dbt models carry dagster-dbt's metadata; reports and the
     # published copy are files).
@@ -308,7 +293,7 @@ def test_whole_graph_materialises_in_process_on_a_small_trial(
     assert "subject_id" in meta["analysis/adtte"]["preview"].value
     assert "paramcd" in [c.name.lower() for c in meta["analysis/adtte"]["dagster/column_schema"].schema.columns]
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        assert con.execute("select count(*) from marts.adsl").fetchone()[0] == N_SMALL_TRIAL
+        assert con.execute("select count(*) from marts.adsl").fetchone()[0] == N_PATIENTS
         assert con.execute("select count(*) from analysis.adtte").fetchone()[0] > 0
         schemas = {r[0] for r in con.execute("select schema_name from information_schema.schemata").fetchall()}
     assert "restricted" not in schemas

@@ -5,7 +5,9 @@ An unblinded build through the real Dagster job (in-process: the clinical path o
 to the censoring rules; the PFS hazard ratio agrees with the truth; a blinded run carries no arm anywhere; and
 ``guttrial endpoints`` prints the same figures.
 
-One build per module (about 1.5 minutes on an idle machine, dbt being most of it). The blinded endpoint run re-runs
+One build per test session (``_warehouse.unblinded_trial``, shared with ``test_microbiome_assets.py``, which also
+runs the microbiome assets in it; about 2 minutes on an idle machine, dbt being most of it). The blinded endpoint run
+re-runs
 only the endpoint assets on a copy of that warehouse with the marts blinded (arm code set to the ``BLINDED``
 placeholder, restricted schema dropped); a real blinded dbt build's ``analysis`` schema is scanned for arm
 information by ``test_marts.py::test_blinded_warehouse_holds_no_arm_information`` (shared demo warehouse).
@@ -24,6 +26,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+from _warehouse import UNBLINDED_TRIAL_PATIENTS, unblinded_trial
 
 from analysis import endpoints as ep
 from analysis import survival
@@ -33,11 +36,8 @@ from orchestration.analysis_io import read_marts
 
 pytestmark = pytest.mark.slow
 
-N_PATIENTS = 120
-SEED = 20240501
+N_PATIENTS = UNBLINDED_TRIAL_PATIENTS
 STUDY_ID = "HCC-GUT-01"
-#: Asset groups of the clinical path: landing -> raw -> dbt (all layers: its tests span marts) -> endpoints.
-BUILD_GROUPS = ("raw", "restricted", "staging", "intermediate", "marts", "endpoints")
 
 
 @dataclass(frozen=True)
@@ -68,43 +68,12 @@ def _blind_copy(source: Path, target: Path) -> None:
     assert result.success
 
 
-def _build_unblinded(landing: Path, warehouse: Path, randomisation_list: Path) -> dict[str, float]:
-    """The ``refresh_all`` job in-process, unblinded, restricted to the clinical path (raw -> dbt -> endpoints):
-    the omics analyses of the same job take minutes and are tested elsewhere. Returns step durations (s)."""
-    from orchestration.definitions import REFRESH_JOB, defs
-
-    with pytest.MonkeyPatch.context() as mp:
-        # Settings resolve from GUTTRIAL_* at run time, as under `guttrial build --unblinded`.
-        mp.setenv(res.ENV_LANDING, str(landing))
-        mp.setenv(res.ENV_WAREHOUSE, str(warehouse))
-        mp.setenv(res.ENV_CUTOFF, "")
-        mp.setenv(res.ENV_UNBLINDED, "true")
-        mp.setenv(res.ENV_RANDOMISATION_LIST, str(randomisation_list))
-        mp.delenv("DAGSTER_HOME", raising=False)
-        selection = dg.AssetSelection.groups(*BUILD_GROUPS).resolve(defs.resolve_asset_graph())
-        result = defs.resolve_job_def(REFRESH_JOB).execute_in_process(
-            instance=dg.DagsterInstance.ephemeral(),
-            raise_on_error=False,
-            asset_selection=list(selection),
-            run_config={"loggers": {"progress": {"config": {"quiet": True}}}},
-        )
-    failures = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-    assert result.success, f"unblinded build failed in {failures}"
-    return {e.step_key: e.event_specific_data.duration_ms / 1000 for e in result.get_step_success_events()}
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    from analysis.simulation import generate_trial
-
-    root = tmp_path_factory.mktemp("endpoints_e2e")
-    out_dir = root / "demo"
-    generate_trial(out_dir, n_patients=N_PATIENTS, seed=SEED)
-    warehouse = root / "warehouse_unblinded.duckdb"
-    steps = _build_unblinded(out_dir / "landing", warehouse, out_dir / "unblinding" / "randomisation_list.csv")
-    blinded = root / "warehouse_blinded_copy.duckdb"
-    _blind_copy(warehouse, blinded)
-    return Built(out_dir, warehouse, blinded, steps)
+    trial = unblinded_trial(tmp_path_factory)  # shared with test_microbiome_assets.py
+    blinded = tmp_path_factory.mktemp("endpoints_e2e") / "warehouse_blinded_copy.duckdb"
+    _blind_copy(trial.warehouse, blinded)
+    return Built(trial.out_dir, trial.warehouse, blinded, trial.step_seconds)
 
 
 @pytest.fixture(scope="module")

@@ -229,7 +229,8 @@ def test_ordination_caption_points_and_stress(
     method, metric, _ = microbiome.ORDINATIONS[slug]
     for items, path, ctx in ((blinded, blinded_wh, context(False)), (unblinded, unblinded_wh, context(True))):
         item = items[slug]
-        n = len(read(path, f"select * from analysis.ordination_coordinates where method = '{method}' and metric = '{metric}'"))
+        where = f"method = '{method}' and metric = '{metric}'"
+        n = len(read(path, f"select * from analysis.ordination_coordinates where {where}"))
         panels = [ax for ax in item.figure.axes if points(ax)]
         assert len(panels) == (2 if ctx.unblinded else 1)
         assert all(points(ax) == n for ax in panels)  # every sample once per panel

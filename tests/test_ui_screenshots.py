@@ -1,7 +1,9 @@
-"""The Dagster UI as a user sees it: ``scripts/ui_screenshots.py`` on a small fresh trial, headless Chromium.
+"""The Dagster UI as a user sees it: ``scripts/ui_screenshots.py`` on a small built trial, headless Chromium.
 
-Builds a small trial with a recorded run, starts ``dagster dev`` (as ``make ui`` does), opens the asset lineage, the
-run, the launchpad, an endpoint table and the automation page, and checks what each must show.
+The trial, warehouse and recorded ``refresh_all`` run are a copy of the test session's reference build
+(``tests/_reliability.py``: ``guttrial build`` of a 20-patient trial with its own ``DAGSTER_HOME``), so the UI test
+does not build a trial of its own. The script starts ``dagster dev`` (as ``make ui`` does) on the copy, opens the
+asset lineage, the run, the launchpad, an endpoint table and the automation page, and checks what each must show.
 """
 
 import json
@@ -15,27 +17,36 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
-#: Small enough to build quickly, large enough that every analysis has both levels of its groups.
-PATIENTS = 20
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (/usr/bin/chromium)")
 @pytest.mark.skipif(shutil.which("dagster", path=str(Path(sys.executable).parent)) is None, reason="no dagster CLI")
-def test_ui_shows_lineage_run_launchpad_and_automation(tmp_path: Path) -> None:
+def test_ui_shows_lineage_run_launchpad_and_automation(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
-    # No GUTTRIAL_* or DAGSTER_HOME from the caller: the script sets up its own trial, warehouse and instance.
+    from _reliability import reference_build
+
+    reference = reference_build(tmp_path_factory)
+    # a private copy: dagster dev writes to its DAGSTER_HOME, and other tests read the reference's
+    home, warehouse = tmp_path / "dagster_home", tmp_path / "warehouse.duckdb"
+    shutil.copytree(reference.dagster_home, home)
+    shutil.copyfile(reference.warehouse, warehouse)
+    # No GUTTRIAL_* or DAGSTER_HOME from the caller: the script is given the copy's paths.
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUTTRIAL_") and k != "DAGSTER_HOME"}
     done = subprocess.run(
         [
             sys.executable,
             str(ROOT / "scripts" / "ui_screenshots.py"),
-            "--workdir",
-            str(tmp_path),
-            "--patients",
-            str(PATIENTS),
-            "--iterations",
-            "10",
+            "--landing",
+            str(reference.landing),
+            "--warehouse",
+            str(warehouse),
+            "--dagster-home",
+            str(home),
+            "--out",
+            str(tmp_path / "ui_screenshots"),
         ],
         cwd=ROOT,
         env=env,
