@@ -23,6 +23,7 @@ The randomisation list (the arm) is never in the landing folder: it lives in a r
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 STUDY_ID = "HCC-GUT-01"
@@ -261,6 +262,11 @@ CRF_FORMS: dict[str, CrfForm] = {
         ),
     ]
 }
+
+#: First day any trial procedure can be dated: the protocol's first approval (the first patient was screened after
+#: it). One value for every layer: the raw suites (``expectations.suites.raw``) flag an earlier trial date in the
+#: export, the mart suites check the cleaned dates against it. Birth and diagnosis dates are history, not trial.
+STUDY_START: dt.date = dt.date(2024, 1, 1)
 
 #: Every direct identifier in the CRF; no value of one is stored anywhere (raw included), logged or reported.
 DIRECT_IDENTIFIERS: tuple[str, ...] = tuple(c for f in CRF_FORMS.values() for c in f.identifiers)

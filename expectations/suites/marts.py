@@ -32,13 +32,14 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from analysis import contract
 from expectations.runner import SuiteSpec
 
 MARTS_DIR = Path(__file__).resolve().parents[2] / "dbt_project" / "models" / "marts"
 
-#: Nothing in this trial can predate 2018: its regimen (first-line lenvatinib in HCC) was approved that year.
-#: A date before it is a year typo or a wrong century, not history.
-EARLIEST_DATE = datetime.datetime(2018, 1, 1)
+#: No trial date in a mart predates the study (:data:`analysis.contract.STUDY_START`, the same bound the raw
+#: suites apply to the export): an earlier one is a year typo or a wrong century, not history.
+EARLIEST_DATE = datetime.datetime.combine(contract.STUDY_START, datetime.time())
 #: Screening records (baseline scans, labs, stool, questionnaires) lie at most this many days before
 #: randomisation: the protocol's 28-day screening window with margin for re-scans.
 SCREENING_DAYS = 60

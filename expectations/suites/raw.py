@@ -34,10 +34,9 @@ from analysis import contract
 from expectations.runner import WARNING, SuiteSpec
 
 ROW_ID = ("_source_file", "_row_number")
-#: No trial procedure can be dated before the protocol's first approval (the first patient was screened
-#: after it); birth and diagnosis dates are exempt. A date before it is a typo (e.g. 2204 -> 2024 is caught
-#: by the delivery rule, 2014 by this one).
-STUDY_START = dt.date(2024, 1, 1)
+#: No trial procedure can be dated before :data:`analysis.contract.STUDY_START`; birth and diagnosis dates are
+#: exempt. A date before it is a typo (e.g. 2204 -> 2024 is caught by the delivery rule, 2014 by this one).
+STUDY_START = contract.STUDY_START
 #: Dates that describe the patient's history, not the trial: no lower bound.
 HISTORY_DATES = frozenset({"DIAGDTC"})
 #: Forms with one record per patient: a second, different record for the same patient is a duplicate subject.
