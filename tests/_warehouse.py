@@ -38,12 +38,10 @@ FULL_ITERATIONS = 20
 FULL_PERMUTATIONS = 199
 
 
-@dataclass(frozen=True)
-class DemoWarehouse:
+class TrialFolder:
+    """Paths inside a generated trial's folder ``out_dir`` (``analysis.simulation.generate_trial``)."""
+
     out_dir: Path
-    warehouse: Path
-    #: What the build reported: success, seconds, materialized asset keys, checks and failed checks.
-    build: dict
 
     @property
     def landing(self) -> Path:
@@ -56,6 +54,14 @@ class DemoWarehouse:
     @property
     def randomisation_list(self) -> Path:
         return self.out_dir / "unblinding" / "randomisation_list.csv"
+
+
+@dataclass(frozen=True)
+class DemoWarehouse(TrialFolder):
+    out_dir: Path
+    warehouse: Path
+    #: What the build reported: success, seconds, materialized asset keys, checks and failed checks.
+    build: dict
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         return duckdb.connect(str(self.warehouse), read_only=True)
@@ -244,21 +250,13 @@ UNBLINDED_TRIAL_GROUPS = ("raw", "restricted", "staging", "intermediate", "marts
 
 
 @dataclass(frozen=True)
-class UnblindedTrial:
+class UnblindedTrial(TrialFolder):
     """A seeded trial built unblinded in-process (see :func:`unblinded_trial`)."""
 
     out_dir: Path
     warehouse: Path
     #: step key -> seconds of the build
     step_seconds: dict[str, float]
-
-    @property
-    def truth(self) -> Path:
-        return self.out_dir / "truth"
-
-    @property
-    def randomisation_list(self) -> Path:
-        return self.out_dir / "unblinding" / "randomisation_list.csv"
 
 
 def _build_unblinded(landing: Path, warehouse: Path, randomisation_list: Path) -> dict[str, float]:
