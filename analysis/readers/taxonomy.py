@@ -32,15 +32,13 @@ import pandas as pd
 from analysis.errors import ContractViolation
 from analysis.readers._biom import QZA_TAXONOMY_TYPES, open_qza, read_member
 from analysis.readers._text import (
-    GZIP_MAGIC,
     ZIP_MAGICS,
     check_delimiter,
     clip,
     first_duplicate_pos,
-    gunzip,
     index_records,
+    load_bytes,
     ragged_error,
-    read_raw,
     short,
     split_fields,
     to_utf8,
@@ -128,15 +126,7 @@ def lineage_table(taxonomy: Mapping[str, str]) -> pd.DataFrame:
 
 
 def _taxonomy_bytes(path: str | Path) -> bytes:
-    raw = read_raw(path)
-    if raw[:2] == GZIP_MAGIC:
-        raw = gunzip(path, raw)
-    elif str(path).lower().endswith(".gz"):
-        raise ContractViolation(
-            path,
-            "file name ends in .gz but the content is not gzip data",
-            expected="gzip-compressed content (magic bytes 1f 8b)",
-        )
+    raw = load_bytes(path)
     if raw[:4] in ZIP_MAGICS or str(path).lower().endswith(".qza"):
         if raw[:4] not in ZIP_MAGICS:
             raise ContractViolation(path, "not a zip archive", expected="a QIIME 2 artifact (.qza is a zip file)")

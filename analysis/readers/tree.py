@@ -42,7 +42,7 @@ from typing import Any
 from analysis.contract import SEQ_TREE_QZA_TYPES
 from analysis.errors import ContractViolation
 from analysis.readers._biom import open_qza, read_member
-from analysis.readers._text import GZIP_MAGIC, ZIP_MAGICS, base_name, clip, gunzip, read_raw, to_utf8
+from analysis.readers._text import ZIP_MAGICS, base_name, clip, load_bytes, to_utf8
 
 __all__ = ["PhylogenyFile", "check_tips", "newick_sha256", "parse_newick", "read_tree"]
 
@@ -128,15 +128,7 @@ def parse_newick(text: str, source: str | Path = "<newick>", *, rooted: bool | N
 
 def _tree_text(path: str | Path) -> tuple[str, str, bool | None]:
     """(Newick text, format, rooted as declared by a QIIME 2 artifact type or None)."""
-    raw = read_raw(path)
-    if raw[:2] == GZIP_MAGIC:
-        raw = gunzip(path, raw)
-    elif str(path).lower().endswith(".gz"):
-        raise ContractViolation(
-            path,
-            "file name ends in .gz but the content is not gzip data",
-            expected="gzip-compressed content (magic bytes 1f 8b)",
-        )
+    raw = load_bytes(path)
     if raw[:4] in ZIP_MAGICS or base_name(path).endswith(".qza"):
         if raw[:4] not in ZIP_MAGICS:
             raise ContractViolation(path, "not a zip archive", expected="a QIIME 2 artifact (.qza is a zip file)")
