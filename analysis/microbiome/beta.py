@@ -190,6 +190,24 @@ def _row_offsets(n: int) -> np.ndarray:
     return i * n - i * (i + 1) // 2
 
 
+def _condensed_jaccard_form(totals: np.ndarray, shared: np.ndarray) -> np.ndarray:
+    """Condensed ``(a + b - 2c) / (a + b - c)`` for every pair (0 where ``a + b - c`` is 0), from per-sample totals
+    ``a``, ``b`` and the pairwise shared amounts ``c`` (a square Gram matrix): Jaccard on feature counts, unweighted
+    UniFrac on branch lengths. One row at a time, so memory stays at one condensed vector."""
+    n = len(totals)
+    out = np.empty(n * (n - 1) // 2, dtype=np.float64)
+    offsets = _row_offsets(n)
+    for i in range(n - 1):
+        both = shared[i, i + 1 :]
+        either = totals[i] + totals[i + 1 :] - both
+        differ = totals[i] + totals[i + 1 :] - 2.0 * both
+        with np.errstate(invalid="ignore", divide="ignore"):
+            row = np.where(either > 0, differ / np.where(either > 0, either, 1.0), 0.0)
+        # rounding in the branch-length sums can leave -1e-17 where two samples share every branch
+        out[offsets[i] : offsets[i] + n - 1 - i] = np.maximum(row, 0.0)
+    return out
+
+
 def _upper_to_condensed(square: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     n = square.shape[0]
     out = np.empty(n * (n - 1) // 2, dtype=np.float64) if out is None else out
@@ -380,16 +398,7 @@ def jaccard(counts: Any, ids: Sequence[str] | None = None) -> BetaDistances:
     richness = np.diff(matrix.indptr).astype(np.float64)
     if n > 1 and richness.max() >= _F32_EXACT:
         raise ValueError("jaccard: more than 2**24 features per sample is not supported")
-    gram = _gram_presence_auto(matrix)
-    out = np.empty(n * (n - 1) // 2, dtype=np.float64)
-    offsets = _row_offsets(n)
-    for i in range(n - 1):
-        both = gram[i, i + 1 :]
-        either = richness[i] + richness[i + 1 :] - both
-        differ = richness[i] + richness[i + 1 :] - 2.0 * both
-        with np.errstate(invalid="ignore", divide="ignore"):
-            row = np.where(either > 0, differ / np.where(either > 0, either, 1.0), 0.0)
-        out[offsets[i] : offsets[i] + n - 1 - i] = row
+    out = _condensed_jaccard_form(richness, _gram_presence_auto(matrix))
     return BetaDistances(ids, out, "jaccard", {"binary": True})
 
 
@@ -492,16 +501,7 @@ def unifrac(
     if not weighted:
         present = (node_counts > 0).astype(np.float64)
         observed = present @ lengths
-        shared = (present * lengths) @ present.T
-        out = np.empty(n * (n - 1) // 2, dtype=np.float64)
-        offsets = _row_offsets(n)
-        for i in range(n - 1):
-            both = shared[i, i + 1 :]
-            either = observed[i] + observed[i + 1 :] - both
-            unique = observed[i] + observed[i + 1 :] - 2.0 * both
-            with np.errstate(invalid="ignore", divide="ignore"):
-                row = np.where(either > 0, unique / np.where(either > 0, either, 1.0), 0.0)
-            out[offsets[i] : offsets[i] + n - 1 - i] = np.maximum(row, 0.0)
+        out = _condensed_jaccard_form(observed, (present * lengths) @ present.T)
         return BetaDistances(ids, out, metric, params)
     from scipy.spatial.distance import pdist
 
